@@ -265,7 +265,7 @@ class TFGraph:
         # Placeholders keep the spec names given to the trace (TF may suffix them on clashes).
         if len(in_tensor_names) != len(in_names):
             in_tensor_names = in_tensor_names[: len(in_names)]
-        return cls(graph_def.SerializeToString(), in_tensor_names, out_names)
+        return cls(graph_def.SerializeToString(deterministic=True), in_tensor_names, out_names)
 
     # ----------------------------------------------------------------- accessors
     def to_bytes(self) -> bytes:

@@ -43,11 +43,18 @@ def write_bytes(sc: Any, path: str, data: bytes, overwrite: bool = True) -> None
 
 
 def read_bytes(spark: Any, path: str) -> bytes:
-    """Read one file through Spark's ``binaryFile`` source (any Hadoop file system)."""
-    rows = spark.read.format("binaryFile").load(path).select("content").collect()
-    if len(rows) != 1:
-        raise FileNotFoundError(f"expected one file at {path!r}; found {len(rows)}.")
-    return bytes(rows[0][0])
+    """Read one whole file through the Hadoop FileSystem of the path's scheme."""
+    sc = spark.sparkContext
+    fs, p = _fs_path(sc, path)
+    try:
+        stream = fs.open(p)
+        try:
+            return bytes(sc._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+    except Exception as exc:  # py4j wraps Java's FileNotFoundException / ChecksumException
+        text = str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ValueError(f"cannot read {path!r}: {text.strip()[:300]}") from None
 
 
 def _exists(sc: Any, path: str) -> bool:
@@ -118,8 +125,8 @@ class GraphStageReader(MLReader):
         if not _exists(sc, graph_path):
             raise FileNotFoundError(f"{name}.load: {path!r} is missing its graph file {GRAPH_FILE!r}.")
         info = metadata.get("graph") or {}
-        data = read_bytes(self.sparkSession, graph_path)
         try:
+            data = read_bytes(self.sparkSession, graph_path)
             graph = TFGraph.from_bytes(data, [t["name"] for t in info.get("inputs", [])] or None,
                                        [t["name"] for t in info.get("outputs", [])] or None)
         except ValueError as exc:

@@ -391,6 +391,8 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     batch_size = _check_int("batchSize", batch_size, 1)
     epochs = _check_int("epochs", epochs, 1)
     seed = _check_int("seed", seed, 0)
+    if seed >= 2**32:
+        raise ValueError(f"{_WHO}: param 'seed' must be < 2**32; got {seed!r}.")
     if threads is not None:
         threads = _check_int("threads", threads, 1)
     x, y = _check_data(x, y, num_classes)

@@ -50,3 +50,47 @@ def doubling_graph() -> bytes:
 @pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(0)
+
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(scope="session")
+def fashion_images():
+    """300 real Fashion-MNIST test images (uint8, 300 x 28 x 28) and their labels."""
+    from sparkdl_lite.datasets import read_idx
+
+    if not os.path.isdir(FASHION_DIR):
+        pytest.skip("Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)")
+    x = read_idx(os.path.join(FASHION_DIR, "t10k-images-idx3-ubyte.gz"))[:300]
+    y = read_idx(os.path.join(FASHION_DIR, "t10k-labels-idx1-ubyte.gz"))[:300]
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def photo_patches():
+    """220 real RGB 32 x 32 patches cut from scikit-learn's two sample photos (uint8, RGB)."""
+    from sklearn.datasets import load_sample_images
+
+    patches = []
+    for photo in load_sample_images().images:  # 427 x 640 x 3 each
+        for i in range(0, 427 - 32, 40):
+            for j in range(0, 640 - 32, 56):
+                patches.append(photo[i:i + 32, j:j + 32])
+    return np.stack(patches).astype(np.uint8)
+
+
+def small_cnn(input_shape, seed=0, classes=10):
+    """A real Keras CNN with random weights (fixed seed): conv, pool, conv, dense, softmax."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(classes, activation="softmax"),
+    ])

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# sparkdl_lite developer entry point: set up a fresh Debian machine, then run the main job or the tests.
+#   bash scripts/dev.sh demo   # set up, then run the main job end to end on local Spark (tune + label)
+#   bash scripts/dev.sh test   # set up, then run the test suite
+#   bash scripts/dev.sh setup  # only set up (.venv, Java 17, Fashion-MNIST)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version "(17|21)'; then
+  need_apt+=(openjdk-17-jre-headless)
+fi
+[ -d /usr/share/datasets/fashion-mnist ] || need_apt+=(dataset-fashion-mnist)
+command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo ">> apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+stamp="$VENV/.sparkdl_lite_installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo ">> pip install -e .[dev] into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+
+export SPARK_LOCAL_IP=127.0.0.1
+export PYSPARK_PYTHON="$PWD/$VENV/bin/python"
+export PYSPARK_DRIVER_PYTHON="$PYSPARK_PYTHON"
+export TF_CPP_MIN_LOG_LEVEL=2
+
+case "${1:-test}" in
+  setup) echo ">> set up: $VENV ready" ;;
+  test)
+    shift || true
+    "$VENV/bin/python" -m pytest -q "$@" ;;
+  lint)
+    "$VENV/bin/ruff" check sparkdl_lite tests benchmarks ;;
+  demo)
+    OUT="${OUT:-out/demo}"
+    "$VENV/bin/sparkdl-lite" tune --data fashion-mnist --sample 6000 --folds 2 \
+        --grid "learningRate=3e-4,1e-3,3e-3 hiddenLayers=64,256" --epochs 3 --out "$OUT/tune"
+    "$VENV/bin/python" -m sparkdl_lite.datasets export-png --data fashion-mnist --split test --limit 500 --out "$OUT/images"
+    "$VENV/bin/sparkdl-lite" label --model "$OUT/tune/best_model" --images "$OUT/images" --out "$OUT/labels.parquet" \
+        --class-names fashion-mnist
+    echo ">> report: $OUT/tune/report.md, plot: $OUT/tune/sensitivity.png, labels: $OUT/labels.parquet" ;;
+  *) echo "usage: bash scripts/dev.sh [setup|test|lint|demo]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,804 @@
+"""TFClassifier (Estimator) and TFClassificationModel (Model): Keras classifiers as Spark ML stages.
+
+Tuning runs on the executors: :meth:`TFClassifier.fitMultiple` collects the features and labels
+once (Arrow), broadcasts them once, and trains one param map per Spark task with
+:func:`sparkdl_lite.training.train`; each task sends back the frozen graph bytes and history.
+``fit`` is ``fitMultiple`` with one param map, so both give the same model. The model scores
+through :class:`~sparkdl_lite.TFTransformer` / :class:`~sparkdl_lite.TFImageTransformer` (the same
+per-worker runtime as deployment) and derives ``prediction`` on the JVM.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol, HasSeed
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable, MLReadable, MLWritable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from sparkdl_lite.params import HasBatchSize, HasGraph, check, to_int_list, to_optional_int_list
+from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter
+
+__all__ = ["TFClassifier", "TFClassificationModel"]
+
+ARCHITECTURES = ("mlp", "cnn")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+INPUT_TENSOR = "features:0"
+LOGITS_TENSOR = "logits:0"
+PROBABILITY_TENSOR = "probability:0"
+
+# Test-only fault injection (not public API): comma-separated param-map indexes whose training
+# raises inside its Spark task. Read on the driver; the failure travels in the task closure.
+_FAIL_ENV = "SPARKDL_LITE_TEST_FAIL_INDEX"
+_TMP_LOGITS = "__sparkdl_lite_logits"
+_TMP_PROBABILITY = "__sparkdl_lite_probability"
+_NUMERIC = (T.FloatType, T.DoubleType, T.IntegerType, T.LongType, T.ShortType, T.ByteType)
+_LABEL_TYPES = _NUMERIC + (T.DecimalType,)
+
+
+def _feature_kind(dt: T.DataType) -> Optional[str]:
+    """'vector', 'array', 'image' or None for a column type the stages cannot take."""
+    from sparkdl_lite.transformers import _is_image_struct
+
+    if isinstance(dt, VectorUDT):
+        return "vector"
+    if isinstance(dt, T.ArrayType) and isinstance(dt.elementType, _NUMERIC):
+        return "array"
+    if _is_image_struct(dt):
+        return "image"
+    return None
+
+
+# ============================================================================ params
+class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol,
+                          HasRawPredictionCol, HasBatchSize, HasSeed):
+    """Params shared by :class:`TFClassifier` and :class:`TFClassificationModel`."""
+
+    architecture: Param[str] = Param(
+        Params._dummy(), "architecture",
+        "Built-in network: 'mlp' (dense layers) or 'cnn' (conv+pool blocks, then dense layers).",
+        typeConverter=TypeConverters.toString)
+    hiddenLayers: Param[List[int]] = Param(
+        Params._dummy(), "hiddenLayers",
+        "Units of each hidden dense layer, e.g. [128] or [256, 128] (non-empty for 'mlp').",
+        typeConverter=to_int_list)
+    convFilters: Param[List[int]] = Param(
+        Params._dummy(), "convFilters",
+        "Filters of each 3x3 conv + 2x2 max-pool block of a 'cnn', e.g. [32, 64].",
+        typeConverter=to_int_list)
+    dropout: Param[float] = Param(
+        Params._dummy(), "dropout",
+        "Dropout rate after each hidden dense layer, in [0, 1); 0 adds no dropout.",
+        typeConverter=TypeConverters.toFloat)
+    learningRate: Param[float] = Param(
+        Params._dummy(), "learningRate",
+        "Optimizer step size (> 0).",
+        typeConverter=TypeConverters.toFloat)
+    optimizer: Param[str] = Param(
+        Params._dummy(), "optimizer",
+        "Keras optimizer: 'adam', 'sgd' or 'rmsprop'.",
+        typeConverter=TypeConverters.toString)
+    epochs: Param[int] = Param(
+        Params._dummy(), "epochs",
+        "Passes over the training data (>= 1).",
+        typeConverter=TypeConverters.toInt)
+    inputShape: Param[Optional[List[int]]] = Param(
+        Params._dummy(), "inputShape",
+        "Shape each flat feature row is reshaped to inside the network, e.g. [8, 8, 1] for a 'cnn' "
+        "on 64-value vectors; None keeps the features' own shape.",
+        typeConverter=to_optional_int_list)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(featuresCol="features", labelCol="label", predictionCol="prediction",
+                         probabilityCol="probability", rawPredictionCol="rawPrediction",
+                         architecture="mlp", hiddenLayers=[128], convFilters=[32, 64], dropout=0.0,
+                         learningRate=1e-3, optimizer="adam", batchSize=128, epochs=5,
+                         inputShape=None, seed=0)
+
+    def getArchitecture(self) -> str:
+        return self.getOrDefault(self.architecture)
+
+    def getHiddenLayers(self) -> List[int]:
+        return self.getOrDefault(self.hiddenLayers)
+
+    def getConvFilters(self) -> List[int]:
+        return self.getOrDefault(self.convFilters)
+
+    def getDropout(self) -> float:
+        return self.getOrDefault(self.dropout)
+
+    def getLearningRate(self) -> float:
+        return self.getOrDefault(self.learningRate)
+
+    def getOptimizer(self) -> str:
+        return self.getOrDefault(self.optimizer)
+
+    def getEpochs(self) -> int:
+        return self.getOrDefault(self.epochs)
+
+    def getInputShape(self) -> Optional[List[int]]:
+        return self.getOrDefault(self.inputShape)
+
+    def _validate(self, schema: T.StructType) -> str:
+        """Range checks of every param and the features column; returns its kind."""
+        name = type(self).__name__
+        arch = self.getArchitecture()
+        check(arch in ARCHITECTURES, f"{name}: param 'architecture' must be one of {list(ARCHITECTURES)}; got {arch!r}.")
+        hidden = self.getHiddenLayers()
+        check(all(u >= 1 for u in hidden), f"{name}: param 'hiddenLayers' must hold ints >= 1; got {hidden!r}.")
+        check(arch != "mlp" or len(hidden) > 0,
+              f"{name}: param 'hiddenLayers' must not be empty for architecture 'mlp'; got {hidden!r}. Use e.g. [128].")
+        filters = self.getConvFilters()
+        check(all(f >= 1 for f in filters), f"{name}: param 'convFilters' must hold ints >= 1; got {filters!r}.")
+        check(arch != "cnn" or len(filters) > 0,
+              f"{name}: param 'convFilters' must not be empty for architecture 'cnn'; got {filters!r}. Use e.g. [32, 64].")
+        dropout = self.getDropout()
+        check(0.0 <= dropout < 1.0, f"{name}: param 'dropout' must be in [0, 1); got {dropout!r}.")
+        lr = self.getLearningRate()
+        check(lr > 0 and math.isfinite(lr), f"{name}: param 'learningRate' must be > 0; got {lr!r}.")
+        opt = self.getOptimizer()
+        check(opt in OPTIMIZERS, f"{name}: param 'optimizer' must be one of {list(OPTIMIZERS)}; got {opt!r}.")
+        check(self.getBatchSize() >= 1, f"{name}: param 'batchSize' must be an int >= 1; got {self.getBatchSize()!r}.")
+        check(self.getEpochs() >= 1, f"{name}: param 'epochs' must be an int >= 1; got {self.getEpochs()!r}.")
+        check(self.getSeed() >= 0, f"{name}: param 'seed' must be an int >= 0; got {self.getSeed()!r}.")
+        shape = self.getInputShape()
+        check(shape is None or (len(shape) > 0 and all(d >= 1 for d in shape)),
+              f"{name}: param 'inputShape' must be None or a non-empty list of ints >= 1; got {shape!r}.")
+        col = self.getFeaturesCol()
+        if col not in schema.names:
+            raise ValueError(f"{name}: featuresCol {col!r} is not in the DataFrame. Available columns: {schema.names}.")
+        kind = _feature_kind(schema[col].dataType)
+        if kind is None:
+            raise TypeError(f"{name}: featuresCol {col!r} must be a Spark ML vector, an array of numbers or an image "
+                            f"struct; got {schema[col].dataType.simpleString()}.")
+        if arch == "cnn" and kind != "image":
+            check(shape is not None and len(shape) in (2, 3),
+                  f"{name}: architecture 'cnn' needs image-shaped features but featuresCol {col!r} holds flat "
+                  f"{kind}s and param 'inputShape' is {shape!r}; set inputShape=[height, width, channels], e.g. [8, 8, 1].")
+        return kind
+
+    def _train_kwargs(self) -> Dict[str, Any]:
+        """This param map as keyword arguments of :func:`sparkdl_lite.training.train`."""
+        shape = self.getInputShape()
+        return {"architecture": self.getArchitecture(), "hidden_layers": list(self.getHiddenLayers()),
+                "conv_filters": list(self.getConvFilters()), "dropout": float(self.getDropout()),
+                "learning_rate": float(self.getLearningRate()), "optimizer": self.getOptimizer(),
+                "batch_size": int(self.getBatchSize()), "epochs": int(self.getEpochs()),
+                "input_shape": None if shape is None else list(shape), "seed": int(self.getSeed())}
+
+
+# ============================================================================ driver-side data
+def _combine(col: Any) -> Any:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _first_null(arr: Any) -> Optional[int]:
+    if not arr.null_count:
+        return None
+    return int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+
+
+def _collect(dataset: DataFrame, features: str, label: str, kind: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Features (float32 ``(N, D)`` or uint8 ``(N, H, W, C)``) and float64 labels, in one Arrow collect."""
+    name = "TFClassifier"
+    f = F.col(features)
+    if kind == "vector":
+        cols = [vector_to_array(f, "float32").alias("f")]
+    elif kind == "array":
+        cols = [f.cast(T.ArrayType(T.FloatType())).alias("f")]
+    else:
+        cols = [f.getField(k).alias(k) for k in ("height", "width", "nChannels", "data")]
+    table = dataset.select(*cols, F.col(label).cast(T.DoubleType()).alias("y")).toArrow()
+    n = table.num_rows
+    if n == 0:
+        raise ValueError(f"{name}: the DataFrame is empty; it needs at least one row per class in labelCol {label!r}.")
+    y_arr = _combine(table.column("y"))
+    bad = _first_null(y_arr)
+    if bad is not None:
+        raise ValueError(f"{name}: labelCol {label!r} has a null at row {bad}; every row needs a class index. "
+                         f"Filter or fill nulls first.")
+    y = y_arr.to_numpy(zero_copy_only=False).astype(np.float64)
+    if kind == "image":
+        return _collect_images(table, features), y
+    arr = _combine(table.column("f"))
+    bad = _first_null(arr)
+    if bad is not None:
+        raise ValueError(f"{name}: featuresCol {features!r} has a null at row {bad}. Filter or fill nulls first.")
+    offsets = arr.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    width = int(lengths[0])
+    if not (lengths == width).all():
+        row = int(np.flatnonzero(lengths != width)[0])
+        raise ValueError(f"{name}: featuresCol {features!r} has rows of different lengths ({width} values in row 0, "
+                         f"{int(lengths[row])} in row {row}); every row needs the same number of features.")
+    if width == 0:
+        raise ValueError(f"{name}: featuresCol {features!r} has rows with no values.")
+    x = arr.values.slice(int(offsets[0]), n * width).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    x = x.reshape(n, width)
+    if not np.isfinite(x).all():
+        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise ValueError(f"{name}: featuresCol {features!r} has NaN or infinite values (first in row {row}); "
+                         f"clean or impute them first.")
+    return x, y
+
+
+def _collect_images(table: Any, features: str) -> np.ndarray:
+    name = "TFClassifier"
+    n = table.num_rows
+    data = _combine(table.column("data"))
+    hwc = []
+    for k in ("height", "width", "nChannels"):
+        a = _combine(table.column(k))
+        bad = _first_null(a)
+        if bad is None:
+            bad = _first_null(data)
+        if bad is not None:
+            raise ValueError(f"{name}: featuresCol {features!r} has a null image at row {bad}. Filter it out first.")
+        hwc.append(a.to_numpy(zero_copy_only=False).astype(np.int64))
+    h, w, c = hwc
+    sizes = np.stack([h, w, c], axis=1)
+    if (sizes <= 0).any():
+        row = int(np.flatnonzero((sizes <= 0).any(axis=1))[0])
+        raise ValueError(f"{name}: featuresCol {features!r} has an invalid image at row {row} (height {int(h[row])}, "
+                         f"width {int(w[row])}); drop invalid images first (read_images(..., drop_invalid=True)).")
+    if not (sizes == sizes[0]).all():
+        row = int(np.flatnonzero((sizes != sizes[0]).any(axis=1))[0])
+        raise ValueError(f"{name}: featuresCol {features!r} holds images of different sizes ({tuple(sizes[0])} in row 0, "
+                         f"{tuple(sizes[row])} in row {row} as height, width, channels); resize them to one size first.")
+    hh, ww, cc = (int(v) for v in sizes[0])
+    if cc not in (1, 3, 4):
+        raise ValueError(f"{name}: featuresCol {features!r} holds images with nChannels={cc}; expected 1, 3 or 4.")
+    wide = pa.types.is_large_binary(data.type)
+    offsets = np.frombuffer(data.buffers()[1], dtype=np.int64 if wide else np.int32)[data.offset:data.offset + n + 1]
+    lengths = np.diff(offsets)
+    if not (lengths == hh * ww * cc).all():
+        row = int(np.flatnonzero(lengths != hh * ww * cc)[0])
+        raise ValueError(f"{name}: featuresCol {features!r} has an image at row {row} with {int(lengths[row])} data bytes; "
+                         f"height*width*nChannels = {hh * ww * cc}.")
+    values = np.frombuffer(data.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+    x = values.reshape(n, hh, ww, cc).copy()
+    return x[..., :3] if cc == 4 else x  # alpha is dropped, as TFImageTransformer does when scoring
+
+
+def _num_classes(dataset: DataFrame, label: str, y: np.ndarray) -> int:
+    """K = max label + 1 (or the label's nominal attribute count, when larger); labels checked first."""
+    name = "TFClassifier"
+    integral = np.isfinite(y) & (y == np.round(y))
+    if not integral.all():
+        bad = y[~integral][0]
+        raise ValueError(f"{name}: labelCol {label!r} must hold integral class indices 0..K-1; got {bad!r}. "
+                         f"Use StringIndexer to turn other labels into indices.")
+    if (y < 0).any():
+        raise ValueError(f"{name}: labelCol {label!r} must hold class indices >= 0; got {y[y < 0][0]!r}.")
+    k = int(y.max()) + 1
+    attr = dataset.schema[label].metadata.get("ml_attr", {}) if dataset.schema[label].metadata else {}
+    if attr.get("type") == "nominal":
+        k = max(k, len(attr.get("vals") or []), int(attr.get("num_vals") or 0))
+    if k < 2:
+        raise ValueError(f"{name}: labelCol {label!r} holds only class 0; a classifier needs at least 2 classes.")
+    return k
+
+
+def _describe(param_map: Dict[Param, Any]) -> str:
+    return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
+
+
+def _fail_indexes() -> set:
+    raw = os.environ.get(_FAIL_ENV, "")
+    return {int(v) for v in raw.replace(" ", "").split(",") if v.lstrip("-").isdigit()}
+
+
+# ============================================================================ executor side
+def _executor_id(local_mode: bool) -> str:
+    """Spark's id of the executor running this Python worker ('driver' in local mode)."""
+    import re
+    import socket
+
+    if local_mode:
+        return "driver"
+    env = os.environ
+    if env.get("SPARK_EXECUTOR_ID"):  # Kubernetes
+        return env["SPARK_EXECUTOR_ID"]
+    for key in ("SPARK_LOG_URL_STDERR", "SPARK_LOG_URL_STDOUT"):  # standalone, local-cluster
+        m = re.search(r"[?&]executorId=([^&]+)", env.get(key, ""))
+        if m:
+            return m.group(1)
+    if env.get("CONTAINER_ID"):  # YARN
+        return env["CONTAINER_ID"]
+    return f"{socket.gethostname()}:{os.getppid()}"  # the worker daemon: one per executor
+
+
+def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_classes: int,
+                scale: Optional[float], local_mode: bool) -> Tuple[Any, ...]:
+    """Train param map ``index`` inside a Spark task; errors come back as text, never raised."""
+    import socket
+
+    from pyspark import TaskContext
+
+    from sparkdl_lite import runtime, training
+    from sparkdl_lite.transformers import _task_threads
+
+    start = time.perf_counter()
+    ctx = TaskContext.get()
+    threads = _task_threads()
+    info = {"executorId": _executor_id(local_mode), "host": socket.gethostname(), "pid": os.getpid(),
+            "taskCpus": threads, "partitionId": ctx.partitionId() if ctx else None,
+            "attempt": ctx.attemptNumber() if ctx else None}
+    try:
+        runtime.configure_threads(threads)
+        data = data_bc.value  # read only: the arrays are shared by every task of this worker
+        result = training.train(data["x"], data["y"], num_classes=num_classes, scale=scale, threads=threads,
+                                **configs[index])
+        graph = result.graph
+        info.update(seconds=float(result.seconds), diverged=bool(result.diverged))
+        return (index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
+                result.history, info, None)
+    except Exception as exc:  # noqa: BLE001 - reported per param map so the other models survive
+        info.update(seconds=time.perf_counter() - start, diverged=False)
+        return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}")
+
+
+class _ModelIterator:
+    """Thread-safe ``(index, model)`` iterator; the training job runs once, on the first ``next()``."""
+
+    def __init__(self, run: Any, build: Any, n: int) -> None:
+        self._run = run
+        self._build = build
+        self._n = n
+        self._counter = 0
+        self._lock = threading.Lock()
+        self._results: Optional[Dict[int, Tuple[Any, ...]]] = None
+        self._error: Optional[BaseException] = None
+
+    def __iter__(self) -> _ModelIterator:
+        return self
+
+    def __next__(self) -> Tuple[int, TFClassificationModel]:
+        with self._lock:
+            index = self._counter
+            if index >= self._n:
+                raise StopIteration("No models remaining.")
+            self._counter += 1
+            if self._results is None and self._error is None:
+                try:
+                    self._results = self._run()
+                except BaseException as exc:
+                    self._error = exc
+            if self._error is not None:
+                raise self._error
+            result = self._results[index]
+        return index, self._build(result)
+
+    def next(self) -> Tuple[int, TFClassificationModel]:
+        return self.__next__()
+
+
+# ============================================================================ estimator
+class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Train a TensorFlow (Keras) classifier on a DataFrame, one param map per Spark task.
+
+    Features are a Spark ML vector, an ``array<float|double>`` or an image struct (uint8 pixels,
+    scaled by 1/255 inside the network, so the model takes raw images). Labels are integral class
+    indices ``0..K-1``; K is the largest label + 1. ``fit`` and ``fitMultiple`` collect the data
+    once through Arrow, broadcast it once and train each param map in its own Spark task on an
+    executor, with TensorFlow using that task's CPUs (``spark.task.cpus``). ``CrossValidator`` and
+    ``TrainValidationSplit`` use :meth:`fitMultiple` unchanged.
+
+    Parameters
+    ----------
+    featuresCol, labelCol : str, default "features", "label"
+    predictionCol, probabilityCol, rawPredictionCol : str
+        Output columns of the model; ``""`` skips one.
+    architecture : {"mlp", "cnn"}, default "mlp"
+    hiddenLayers : list of int, default [128]
+    convFilters : list of int, default [32, 64]
+        One 3x3 conv + 2x2 max-pool block per entry (``cnn``).
+    dropout : float, default 0.0
+    learningRate : float, default 1e-3
+    optimizer : {"adam", "sgd", "rmsprop"}, default "adam"
+    batchSize : int, default 128
+        Rows per gradient step, and per graph call when scoring.
+    epochs : int, default 5
+    inputShape : list of int, optional
+        Reshape flat features inside the network, e.g. ``[8, 8, 1]`` for a ``cnn``.
+    seed : int, default 0
+        Same seed, params, data and ``spark.task.cpus`` give the same model.
+
+    Raises
+    ------
+    ValueError
+        Out-of-range params, an empty DataFrame, non-integral or negative labels, features of
+        different lengths or sizes: all before the training job starts.
+    TypeError
+        A features or label column of an unsupported type.
+
+    Examples
+    --------
+    >>> from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    >>> from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+    >>> clf = TFClassifier(hiddenLayers=[64], epochs=10)
+    >>> model = clf.fit(train_df)  # doctest: +SKIP
+    >>> model.transform(test_df).select("prediction", "probability").show(3)  # doctest: +SKIP
+    >>> grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 1e-2]).build()
+    >>> cv = CrossValidator(estimator=clf, estimatorParamMaps=grid, numFolds=3,
+    ...                     evaluator=MulticlassClassificationEvaluator(metricName="accuracy"))
+    >>> cv.fit(train_df).avgMetrics  # doctest: +SKIP
+
+    .. versionadded:: 0.1.0
+    """
+
+    @keyword_only
+    def __init__(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
+                 probabilityCol: str = "probability", rawPredictionCol: str = "rawPrediction",
+                 architecture: str = "mlp", hiddenLayers: Sequence[int] = (128,),
+                 convFilters: Sequence[int] = (32, 64), dropout: float = 0.0, learningRate: float = 1e-3,
+                 optimizer: str = "adam", batchSize: int = 128, epochs: int = 5,
+                 inputShape: Optional[List[int]] = None, seed: int = 0) -> None:
+        super().__init__()
+        self._set(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
+                  probabilityCol: str = "probability", rawPredictionCol: str = "rawPrediction",
+                  architecture: str = "mlp", hiddenLayers: Sequence[int] = (128,),
+                  convFilters: Sequence[int] = (32, 64), dropout: float = 0.0, learningRate: float = 1e-3,
+                  optimizer: str = "adam", batchSize: int = 128, epochs: int = 5,
+                  inputShape: Optional[List[int]] = None, seed: int = 0) -> TFClassifier:
+        """Set any of the constructor's params (keyword only)."""
+        return self._set(**self._input_kwargs)
+
+    def setFeaturesCol(self, value: str) -> TFClassifier:
+        return self._set(featuresCol=value)
+
+    def setLabelCol(self, value: str) -> TFClassifier:
+        return self._set(labelCol=value)
+
+    def setPredictionCol(self, value: str) -> TFClassifier:
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> TFClassifier:
+        return self._set(probabilityCol=value)
+
+    def setRawPredictionCol(self, value: str) -> TFClassifier:
+        return self._set(rawPredictionCol=value)
+
+    def setArchitecture(self, value: str) -> TFClassifier:
+        return self._set(architecture=value)
+
+    def setHiddenLayers(self, value: List[int]) -> TFClassifier:
+        return self._set(hiddenLayers=value)
+
+    def setConvFilters(self, value: List[int]) -> TFClassifier:
+        return self._set(convFilters=value)
+
+    def setDropout(self, value: float) -> TFClassifier:
+        return self._set(dropout=value)
+
+    def setLearningRate(self, value: float) -> TFClassifier:
+        return self._set(learningRate=value)
+
+    def setOptimizer(self, value: str) -> TFClassifier:
+        return self._set(optimizer=value)
+
+    def setBatchSize(self, value: int) -> TFClassifier:
+        return self._set(batchSize=value)
+
+    def setEpochs(self, value: int) -> TFClassifier:
+        return self._set(epochs=value)
+
+    def setInputShape(self, value: Optional[List[int]]) -> TFClassifier:
+        return self._set(inputShape=value)
+
+    def setSeed(self, value: int) -> TFClassifier:
+        return self._set(seed=value)
+
+    def _validate(self, schema: T.StructType) -> str:
+        kind = super()._validate(schema)
+        label = self.getLabelCol()
+        if label not in schema.names:
+            raise ValueError(f"TFClassifier: labelCol {label!r} is not in the DataFrame. Available columns: {schema.names}.")
+        if not isinstance(schema[label].dataType, _LABEL_TYPES):
+            raise TypeError(f"TFClassifier: labelCol {label!r} must be numeric (class indices 0..K-1); got "
+                            f"{schema[label].dataType.simpleString()}. Use StringIndexer to index other labels.")
+        return kind
+
+    def _fit(self, dataset: DataFrame) -> TFClassificationModel:
+        return next(iter(self.fitMultiple(dataset, [{}])))[1]
+
+    def fitMultiple(self, dataset: DataFrame, paramMaps: Sequence[Dict[Param, Any]]) -> Iterator[Tuple[int, TFClassificationModel]]:
+        """Train one model per param map, each in its own Spark task.
+
+        Every param map is validated and the data is collected, checked and broadcast before the
+        training job, which starts on the first ``next()`` and runs once for all param maps.
+
+        Parameters
+        ----------
+        dataset : pyspark.sql.DataFrame
+            Training data with ``featuresCol`` and ``labelCol``.
+        paramMaps : sequence of dict
+            Param maps of this estimator (``ParamGridBuilder().build()``).
+
+        Returns
+        -------
+        iterator of (int, TFClassificationModel)
+            Thread safe. A param map whose training raised raises ``RuntimeError`` naming it
+            when its turn comes; the other models are still returned.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad params (the message names the param map) or bad data.
+
+        Examples
+        --------
+        >>> grid = ParamGridBuilder().addGrid(clf.epochs, [5, 10]).build()  # doctest: +SKIP
+        >>> models = dict(clf.fitMultiple(train_df, grid))  # doctest: +SKIP
+
+        .. versionadded:: 0.1.0
+        """
+        maps = [dict(pm) for pm in paramMaps]
+        estimators = []
+        for i, pm in enumerate(maps):
+            est = self.copy(pm)
+            try:
+                kind = est._validate(dataset.schema)
+            except (ValueError, TypeError) as exc:
+                if len(maps) == 1:
+                    raise
+                raise type(exc)(f"{exc} (param map {i}: {_describe(pm)})") from None
+            estimators.append(est)
+        if not estimators:
+            return iter(())
+        cols = {(e.getFeaturesCol(), e.getLabelCol()) for e in estimators}
+        if len(cols) > 1:
+            raise ValueError(f"TFClassifier.fitMultiple: every param map must use the same featuresCol and labelCol; "
+                             f"got {sorted(cols)}.")
+        features, label = next(iter(cols))
+        sc = dataset.sparkSession.sparkContext
+        x, y = self._with_description(sc, f"TFClassifier {self.uid}: collect features for {len(maps)} param map(s)",
+                                      lambda: _collect(dataset, features, label, kind))
+        num_classes = _num_classes(dataset, label, y)
+        for i, est in enumerate(estimators):
+            shape = est.getInputShape()
+            if shape is not None and math.prod(shape) != math.prod(x.shape[1:]):
+                where = "" if len(maps) == 1 else f" (param map {i}: {_describe(maps[i])})"
+                raise ValueError(f"TFClassifier: param 'inputShape' {shape!r} holds {math.prod(shape)} values but each row "
+                                 f"of featuresCol {features!r} has {math.prod(x.shape[1:])}; their counts must be equal{where}.")
+        fail = _fail_indexes()
+        configs = []
+        for i, est in enumerate(estimators):
+            cfg = est._train_kwargs()
+            if i in fail:
+                cfg["fail_on"] = f"injected failure for param map {i} ({_FAIL_ENV})"
+            configs.append(cfg)
+        scale = 1.0 / 255.0 if kind == "image" else None
+        master = sc.master or ""
+        local_mode = master.startswith("local") and not master.startswith("local-cluster")
+        uid = self.uid
+
+        def run() -> Dict[int, Tuple[Any, ...]]:
+            data_bc = sc.broadcast({"x": x, "y": y})
+            try:
+                task = functools.partial(_train_task, data_bc=data_bc, configs=configs, num_classes=num_classes,
+                                         scale=scale, local_mode=local_mode)
+                rdd = sc.parallelize(range(len(configs)), len(configs)).map(task)
+                rows = self._with_description(sc, f"TFClassifier {uid}: train {len(configs)} param map(s)", rdd.collect)
+            finally:
+                data_bc.destroy()
+            return {r[0]: r for r in rows}
+
+        def build(result: Tuple[Any, ...]) -> TFClassificationModel:
+            index, graph_bytes, inputs, outputs, history, info, error = result
+            if error is not None:
+                raise RuntimeError(f"TFClassifier: training failed for param map {index} {_describe(maps[index])} "
+                                   f"on executor {info.get('executorId')!r}: {error}")
+            from sparkdl_lite.graph import TFGraph
+
+            model = TFClassificationModel()
+            model._resetUid(uid)  # as Spark's own models: CrossValidator applies estimator param maps to it
+            estimators[index]._copyValues(model)
+            model.setGraph(TFGraph.from_bytes(graph_bytes, inputs, outputs))
+            model._num_classes = num_classes
+            model._history = history
+            model._training_info = info
+            return model
+
+        return _ModelIterator(run, build, len(maps))
+
+    @staticmethod
+    def _with_description(sc: Any, description: str, fn: Any) -> Any:
+        """Run ``fn()`` with a Spark job description (restoring the caller's afterwards)."""
+        previous = sc.getLocalProperty("spark.job.description")
+        sc.setJobDescription(description)
+        try:
+            return fn()
+        finally:
+            sc.setLocalProperty("spark.job.description", previous)
+
+
+# ============================================================================ model
+class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, MLWritable):
+    """A classifier trained by :class:`TFClassifier`: a frozen graph scored on executors.
+
+    ``transform`` adds ``rawPredictionCol`` (the logits shifted to mean 0 per row: same softmax,
+    and for 2 classes element 1 ranks rows like the probability of class 1, as
+    ``BinaryClassificationEvaluator`` expects), ``probabilityCol`` (softmax, a vector) and
+    ``predictionCol`` (the most probable class, a double). An output column set to ``""`` is
+    skipped. Scoring runs the graph through the same Arrow UDF runtime as
+    :class:`~sparkdl_lite.TFTransformer` (vector / array features) and
+    :class:`~sparkdl_lite.TFImageTransformer` (image structs, raw BGR pixels, no resizing).
+
+    Parameters
+    ----------
+    graph : TFGraph
+        Input ``features:0``, outputs ``logits:0`` and ``probability:0``.
+    numClasses : int, optional
+        Default: the width of the graph's logits.
+
+    Attributes
+    ----------
+    graph : TFGraph
+    numClasses : int
+    history : list of dict
+        Per epoch: ``epoch``, ``loss``, ``accuracy``, ``seconds``.
+    trainingInfo : dict
+        Where and how training ran: ``executorId``, ``host``, ``pid``, ``taskCpus``, ``seconds``,
+        ``diverged``.
+
+    Examples
+    --------
+    >>> model = TFClassifier(epochs=10).fit(train_df)  # doctest: +SKIP
+    >>> model.numClasses, model.trainingInfo["executorId"]  # doctest: +SKIP
+    (10, 'driver')
+    >>> model.write().overwrite().save("/tmp/digits-model")  # doctest: +SKIP
+    >>> TFClassificationModel.load("/tmp/digits-model").transform(test_df)  # doctest: +SKIP
+
+    .. versionadded:: 0.1.0
+    """
+
+    _num_classes: Optional[int] = None
+    _history: Optional[List[Dict[str, Any]]] = None
+    _training_info: Optional[Dict[str, Any]] = None
+
+    @keyword_only
+    def __init__(self, *, graph: Any = None, numClasses: Optional[int] = None, featuresCol: str = "features",
+                 predictionCol: str = "prediction", probabilityCol: str = "probability",
+                 rawPredictionCol: str = "rawPrediction", batchSize: int = 128) -> None:
+        super().__init__()
+        kwargs = dict(self._input_kwargs)
+        self.setGraph(kwargs.pop("graph", None))
+        num_classes = kwargs.pop("numClasses", None)
+        self._num_classes = None if num_classes is None else int(num_classes)
+        self._history = []
+        self._training_info = {}
+        self._set(**kwargs)
+
+    @property
+    def numClasses(self) -> int:
+        """Number of classes K (the width of ``probability``)."""
+        if self._num_classes is None and self._graph is not None:
+            shape = self._graph.tensor(LOGITS_TENSOR).shape
+            return int(shape[-1]) if shape and shape[-1] else 0
+        return int(self._num_classes or 0)
+
+    @property
+    def history(self) -> List[Dict[str, Any]]:
+        """Per-epoch training history: ``{"epoch", "loss", "accuracy", "seconds"}``."""
+        return list(self._history or [])
+
+    @property
+    def trainingInfo(self) -> Dict[str, Any]:
+        """Where and how long the model trained: ``executorId``, ``host``, ``seconds``, ``diverged``..."""
+        return dict(self._training_info or {})
+
+    def setFeaturesCol(self, value: str) -> TFClassificationModel:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> TFClassificationModel:
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> TFClassificationModel:
+        return self._set(probabilityCol=value)
+
+    def setRawPredictionCol(self, value: str) -> TFClassificationModel:
+        return self._set(rawPredictionCol=value)
+
+    def setBatchSize(self, value: int) -> TFClassificationModel:
+        return self._set(batchSize=value)
+
+    def _validate(self, schema: T.StructType) -> str:
+        kind = super()._validate(schema)
+        name = "TFClassificationModel"
+        graph = self._require_graph()
+        if INPUT_TENSOR not in graph.input_names:
+            raise ValueError(f"{name}: the graph has no input {INPUT_TENSOR!r}; inputs: {graph.input_names}.")
+        for t in (LOGITS_TENSOR, PROBABILITY_TENSOR):
+            graph.check_output(t, name)
+        for p in (self.predictionCol, self.probabilityCol, self.rawPredictionCol):
+            col = self.getOrDefault(p)
+            if col and col in schema.names:
+                raise ValueError(f"{name}: output column {col!r} (param {p.name!r}) already exists in the DataFrame; "
+                                 f"choose another name or set it to '' to skip it.")
+        shape = graph.tensor(INPUT_TENSOR).shape
+        if kind == "image" and (shape is None or len(shape) != 4):
+            raise ValueError(f"{name}: featuresCol {self.getFeaturesCol()!r} holds images but the graph input "
+                             f"{INPUT_TENSOR!r} has shape {None if shape is None else list(shape)}, not [batch, height, width, channels].")
+        return kind
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        from sparkdl_lite.transformers import TFImageTransformer, TFTransformer
+
+        kind = self._validate(dataset.schema)
+        graph = self._require_graph()
+        features = self.getFeaturesCol()
+        if kind == "image":
+            channels = graph.tensor(INPUT_TENSOR).shape[-1]
+            scorer = TFImageTransformer(graph=graph, inputCol=features, outputCol=_TMP_LOGITS, inputTensor=INPUT_TENSOR,
+                                        outputTensor=LOGITS_TENSOR, outputMode="array",
+                                        channelOrder="L" if channels == 1 else "BGR", resize=False, scale=1.0,
+                                        batchSize=self.getBatchSize())
+            out = scorer.transform(dataset)
+            logits = F.col(_TMP_LOGITS)
+            top = F.array_max(logits)
+            exp = F.transform(logits, lambda v: F.exp(v - top))
+            total = F.aggregate(exp, F.lit(0.0), lambda acc, v: acc + v)
+            out = out.withColumn(_TMP_PROBABILITY, F.transform(exp, lambda v: v / total))
+        else:
+            scorer = TFTransformer(graph=graph, inputMapping={features: INPUT_TENSOR},
+                                   outputMapping={LOGITS_TENSOR: _TMP_LOGITS, PROBABILITY_TENSOR: _TMP_PROBABILITY},
+                                   outputMode="array", batchSize=self.getBatchSize())
+            out = scorer.transform(dataset)
+        logits = F.col(_TMP_LOGITS)
+        probability = F.col(_TMP_PROBABILITY)
+        if self.getRawPredictionCol():
+            mean = F.aggregate(logits, F.lit(0.0), lambda acc, v: acc + v) / F.size(logits)
+            out = out.withColumn(self.getRawPredictionCol(), array_to_vector(F.transform(logits, lambda v: v - mean)))
+        if self.getProbabilityCol():
+            out = out.withColumn(self.getProbabilityCol(), array_to_vector(probability))
+        if self.getPredictionCol():
+            index = F.array_position(probability, F.array_max(probability)) - F.lit(1)
+            out = out.withColumn(self.getPredictionCol(), index.cast(T.DoubleType()))
+        return out.drop(_TMP_LOGITS, _TMP_PROBABILITY)
+
+    # ------------------------------------------------------------------ persistence
+    def write(self) -> GraphStageWriter:
+        """Params and metadata as JSON, the graph as protobuf (``data/graph.pb``)."""
+        return GraphStageWriter(self, extra={"numClasses": self.numClasses, "history": _json_safe(self.history),
+                                             "trainingInfo": _json_safe(self.trainingInfo)})
+
+    @classmethod
+    def read(cls) -> GraphStageReader:
+        return GraphStageReader(cls)
+
+    def _load_extra(self, metadata: Dict[str, Any]) -> None:
+        num_classes = metadata.get("numClasses")
+        self._num_classes = None if num_classes is None else int(num_classes)
+        self._history = list(metadata.get("history") or [])
+        self._training_info = dict(metadata.get("trainingInfo") or {})
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / infinity (a diverged loss) as None, so the metadata stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value

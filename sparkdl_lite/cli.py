@@ -1,0 +1,589 @@
+"""The ``sparkdl-lite`` command: ``tune``, ``label``, ``images`` and ``bench``.
+
+``sparkdl-lite tune`` tunes a :class:`~sparkdl_lite.classifier.TFClassifier` on an MNIST-style
+data set with Spark's ``CrossValidator`` / ``TrainValidationSplit`` and writes a report;
+``sparkdl-lite label`` applies a saved model to a folder of images; ``sparkdl-lite images``
+writes test images as PNG files (for trying ``label``). Run ``sparkdl-lite <command> -h``.
+
+The features of ``tune`` are image structs (``images_from_numpy`` of the 28x28 uint8 images,
+1 channel): the classifier scales them by 1/255 inside its graph, so the saved model labels PNG
+files read by Spark's image source directly. Imports of pyspark, TensorFlow and matplotlib are
+deferred so ``sparkdl-lite --version`` and ``-h`` are fast.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shlex
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from sparkdl_lite import __version__
+
+__all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_VALIDATION_FRACTION"]
+
+#: Validation used when neither ``--folds`` nor ``--validation-fraction`` is given: one
+#: TrainValidationSplit with 20% of the training rows held out (K-fold costs K times the training).
+DEFAULT_VALIDATION_FRACTION = 0.2
+TUNE_TAG = "sparkdl-lite-tune"
+LABEL_TAG = "sparkdl-lite-label"
+_ARCHITECTURES = ("mlp", "cnn")
+_OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+class UsageError(ValueError):
+    """A bad command line: printed without a traceback, exit status 2."""
+
+
+# ============================================================================ grid parsing
+def _float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--grid: {name} value {text!r} is not a number (e.g. {name}=1e-4,1e-3).") from None
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer():
+        raise UsageError(f"--grid: {name} value {text!r} is not a whole number (e.g. {name}=64,128).")
+    return int(value)
+
+
+def _int_list(name: str, text: str) -> List[int]:
+    if text.lower() in ("none", "[]", "0"):
+        return []  # e.g. a cnn with no hidden dense layer
+    parts = [p for p in text.replace(";", "x").replace("X", "x").split("x") if p != ""]
+    if not parts:
+        raise UsageError(f"--grid: {name} value {text!r} is empty; use e.g. {name}=256 or {name}=256x128.")
+    return [_int(name, p) for p in parts]
+
+
+def _choice(choices: Sequence[str]) -> Callable[[str, str], str]:
+    def convert(name: str, text: str) -> str:
+        if text.lower() not in choices:
+            raise UsageError(f"--grid: {name} value {text!r} is not one of {list(choices)}.")
+        return text.lower()
+    return convert
+
+
+#: The TFClassifier params that ``--grid`` can tune, with the parser of one value.
+TUNABLE_PARAMS: Dict[str, Callable[[str, str], Any]] = {
+    "learningRate": _float,
+    "hiddenLayers": _int_list,
+    "convFilters": _int_list,
+    "dropout": _float,
+    "epochs": _int,
+    "batchSize": _int,
+    "architecture": _choice(_ARCHITECTURES),
+    "optimizer": _choice(_OPTIMIZERS),
+    "seed": _int,
+}
+_ALIASES = {n.lower(): n for n in TUNABLE_PARAMS}
+_ALIASES.update({"lr": "learningRate", "learning_rate": "learningRate", "hidden": "hiddenLayers",
+                 "hidden_layers": "hiddenLayers", "conv_filters": "convFilters", "batch_size": "batchSize"})
+
+
+def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
+    """Parse ``"learningRate=1e-4,1e-3 hiddenLayers=64,256x128"`` into ``[(param, values), ...]``.
+
+    Space-separated ``name=v1,v2,...`` items (a list of such strings is joined with spaces).
+    Values are parsed per param type: floats (``learningRate``, ``dropout``), ints (``epochs``,
+    ``batchSize``, ``seed``), choices (``architecture``, ``optimizer``) and layer lists
+    (``hiddenLayers``, ``convFilters``), where ``x`` or ``;`` inside one value make a multi-layer
+    list: ``hiddenLayers=256x128,64`` is the two values ``[256, 128]`` and ``[64]``.
+
+    Raises
+    ------
+    ValueError
+        An unknown param (the message lists the tunable ones), a malformed item, a value of the
+        wrong type, or a param given twice.
+
+    Examples
+    --------
+    >>> parse_grid("learningRate=1e-3,1e-2 hiddenLayers=256x128,64")
+    [('learningRate', [0.001, 0.01]), ('hiddenLayers', [[256, 128], [64]])]
+
+    .. versionadded:: 0.1.0
+    """
+    text = " ".join(spec) if isinstance(spec, (list, tuple)) else str(spec or "")
+    out: List[Tuple[str, List[Any]]] = []
+    for item in text.split():
+        if "=" not in item:
+            raise UsageError(f"--grid: item {item!r} is not name=value1,value2,...; e.g. \"learningRate=1e-4,1e-3 hiddenLayers=64,256\".")
+        raw_name, raw_values = item.split("=", 1)
+        name = TUNABLE_PARAMS.get(raw_name) and raw_name or _ALIASES.get(raw_name.lower())
+        if name is None:
+            close = difflib.get_close_matches(raw_name, list(TUNABLE_PARAMS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"--grid: unknown param {raw_name!r}.{hint} Tunable params: {', '.join(TUNABLE_PARAMS)}.")
+        if any(n == name for n, _ in out):
+            raise UsageError(f"--grid: param {name!r} is given twice; list all its values once, comma-separated.")
+        texts = [v for v in raw_values.split(",") if v.strip() != ""]
+        if not texts:
+            raise UsageError(f"--grid: param {name!r} has no values; e.g. {name}=v1,v2.")
+        values = [TUNABLE_PARAMS[name](name, v.strip()) for v in texts]
+        out.append((name, values))
+    return out
+
+
+# ============================================================================ Spark session
+def _is_local(master: str) -> bool:
+    return master.startswith("local")
+
+
+def _session(master: str, app_name: str) -> Tuple[Any, bool]:
+    """The running SparkSession (reused, never stopped by us) or a new one for ``master``."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    running = SparkContext._active_spark_context is not None
+    if running:
+        spark = SparkSession.builder.getOrCreate()
+        if spark.sparkContext.master != master and master != "local[*]":
+            print(f"sparkdl-lite: using the running SparkSession ({spark.sparkContext.master}), not --master {master}",
+                  file=sys.stderr)
+        return spark, False
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    builder = (SparkSession.builder.master(master).appName(app_name)
+               .config("spark.ui.showConsoleProgress", "false")  # ours is on stderr
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.python.worker.reuse", "true")
+               .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
+               .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2"))
+    if _is_local(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = (builder.config("spark.driver.host", "127.0.0.1")
+                   .config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.ui.enabled", "false"))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark, True
+
+
+def _cluster_shape(sc: Any) -> Tuple[int, int]:
+    """(executors, cores): in local mode the driver is the one executor."""
+    try:
+        infos = sc.statusTracker().getExecutorInfos()
+    except Exception:  # noqa: BLE001 - best effort, for the report only
+        infos = []
+    executors = 1 if _is_local(sc.master) else max(1, len(infos) - 1)
+    return executors, int(sc.defaultParallelism)
+
+
+# ============================================================================ tune
+def _plain_params(param_map: Any) -> Dict[str, Any]:
+    from sparkdl_lite.tuning import _plain
+
+    return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
+
+
+def _test_accuracy(model: Any, test_df: Any) -> float:
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label",
+                                                  predictionCol=model.getPredictionCol())
+    return float(evaluator.evaluate(model.transform(test_df)))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    grid_items = parse_grid(args.grid)  # fail on a bad grid before Spark and TF start
+    if not grid_items:
+        raise UsageError("--grid is empty; give e.g. --grid \"learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024\".")
+    if args.folds is not None and args.validation_fraction is not None:
+        raise UsageError("give --folds K (CrossValidator) or --validation-fraction F (TrainValidationSplit), not both.")
+    if args.folds is not None and args.folds < 2:
+        raise UsageError(f"--folds must be >= 2; got {args.folds}.")
+    fraction = args.validation_fraction
+    if args.folds is None and fraction is None:
+        fraction = DEFAULT_VALIDATION_FRACTION
+    if fraction is not None and not 0.0 < fraction < 1.0:
+        raise UsageError(f"--validation-fraction must be in (0, 1); got {fraction}.")
+    if args.sample is not None and args.sample < 10:
+        raise UsageError(f"--sample must be >= 10; got {args.sample}.")
+
+    t_start = time.perf_counter()
+    from sparkdl_lite import datasets
+    from sparkdl_lite import tuning as tn
+
+    data = datasets.load_dataset(args.data)
+    if args.sample is not None:
+        n_train = min(args.sample, len(data.y_train))
+        data = datasets.sample(data, n_train, min(max(1, args.sample // 5), len(data.y_test)), seed=args.seed)
+    out_dir = os.path.abspath(args.out)
+    os.makedirs(out_dir, exist_ok=True)
+
+    spark, created = _session(args.master, "sparkdl-lite tune")
+    sc = spark.sparkContext
+    try:
+        from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+        from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+
+        from sparkdl_lite import classifier as clf
+        from sparkdl_lite.image import images_from_numpy
+
+        est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=args.architecture,
+                               epochs=args.epochs, batchSize=args.batch_size, seed=args.seed)
+        builder = ParamGridBuilder()
+        for name, values in grid_items:
+            if not est.hasParam(name):
+                raise UsageError(f"--grid: TFClassifier has no param {name!r}.")
+            builder.addGrid(est.getParam(name), values)
+        param_maps = builder.build()
+        evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
+        parallelism = args.parallelism or len(param_maps)
+        if args.folds is not None:
+            tuner: Any = CrossValidator(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
+                                        numFolds=args.folds, parallelism=parallelism, collectSubModels=True,
+                                        seed=args.seed)
+            folds, how = args.folds, f"{args.folds}-fold cross-validation (CrossValidator)"
+        else:
+            tuner = TrainValidationSplit(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
+                                         trainRatio=1.0 - fraction, parallelism=parallelism, collectSubModels=True,
+                                         seed=args.seed)
+            folds, how = 1, f"train/validation split, {fraction:.0%} held out (TrainValidationSplit)"
+
+        train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
+        test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
+        default_values = {n: _plain_params({est.getParam(n): est.getOrDefault(n)})[n] for n, _ in grid_items}
+        in_grid = any(_plain_params(pm) == default_values for pm in param_maps)
+        n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
+        executors, cores = _cluster_shape(sc)
+        print(f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
+              f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models, {how}; "
+              f"{sc.master}, {cores} cores", file=sys.stderr)
+
+        train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
+        progress = tn.SparkProgress(sc, total=n_models if train_tag else None, unit="models" if train_tag else "tasks",
+                                    job_tag=train_tag or TUNE_TAG, enabled=not args.quiet)
+        sc.addJobTag(TUNE_TAG)
+        try:
+            with progress:
+                t_fit = time.perf_counter()
+                tuned = tuner.fit(train_df)
+                tuning_seconds = time.perf_counter() - t_fit
+                rows = tn.results_table(tuned)
+                top = tn.best_row(rows)
+                progress.set_best(top.get("mean"), "val acc")
+                best_model = tuned.bestModel
+                best_params = {n: top.get(n) for n in tn.param_names(rows)}
+                if best_params == default_values:
+                    default_model = best_model  # the default won: do not train it twice
+                    progress.set_total(n_models - 1 if train_tag else None)
+                else:
+                    default_model = est.fit(train_df)
+                best_acc = _test_accuracy(best_model, test_df)
+                default_acc = best_acc if default_model is best_model else _test_accuracy(default_model, test_df)
+        finally:
+            sc.removeJobTag(TUNE_TAG)
+
+        best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
+        refit_seconds = tn.training_info(best_model).get("seconds")
+        sequential = tn.sequential_seconds(rows, [refit_seconds])
+        timing = {"tuning_seconds": tuning_seconds, "sequential_seconds": sequential,
+                  "speedup": sequential / tuning_seconds if sequential and tuning_seconds > 0 else None,
+                  "models": folds * len(param_maps) + 1,
+                  "refit_seconds": refit_seconds}
+        err_d, err_b = 1.0 - default_acc, 1.0 - best_acc
+        test = {"default": {"params": default_values, "test_accuracy": default_acc, "test_error": err_d,
+                            "in_grid": in_grid},
+                "best": {"params": best_params, "test_accuracy": best_acc, "test_error": err_b},
+                "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
+        command = "sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv)
+        setup = {
+            "command": f"`{command}`",
+            "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
+                    f"{data.num_classes} classes; features: 28x28 uint8 image structs, scaled by 1/255 in the graph",
+            "validation": how,
+            "grid": f"{len(param_maps)} param maps: " + "; ".join(f"{n} = {v}" for n, v in grid_items),
+            "fixed params": f"architecture={args.architecture}, epochs={args.epochs}, batchSize={args.batch_size}, "
+                            f"seed={args.seed} (other params: TFClassifier defaults)",
+            "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
+                                     + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
+            "Spark": f"master {sc.master}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
+                     f"Spark {spark.version}, sparkdl_lite {__version__}",
+        }
+        plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
+                                        title=f"{data.name}: validation error vs learning rate ({how.split(' (')[0]})")
+        total_seconds = time.perf_counter() - t_start
+        timing["total_seconds"] = total_seconds
+        tn.write_results(rows, out_dir, extra={"test": test, "timing": timing,
+                                               "setup": {k: v.strip("`") for k, v in setup.items()}})
+        tn.write_report(os.path.join(out_dir, "report.md"), rows, default=test["default"], best=test["best"],
+                        timing=timing, setup=setup, plot=os.path.basename(plot_path),
+                        title=f"sparkdl-lite tuning report: {data.name}")
+        red = test["relative_error_reduction"]
+        print(f"best: {', '.join(f'{k}={v}' for k, v in best_params.items())} "
+              f"(validation accuracy {top.get('mean'):.4f})")
+        print(f"test accuracy: default {default_acc:.4f} -> tuned {best_acc:.4f}; test error {err_d:.4f} -> {err_b:.4f}"
+              + (f" ({red:.1%} relative reduction)" if red is not None else ""))
+        print(f"time: total {tn.format_seconds(total_seconds)}, tuning fit {tn.format_seconds(tuning_seconds)}, "
+              f"sequential estimate {tn.format_seconds(sequential)}"
+              + (f", speedup {timing['speedup']:.2f}x" if timing["speedup"] else "") + f" on {cores} cores")
+        print(f"report: {os.path.join(out_dir, 'report.md')} (results.csv, results.json, sensitivity.png, best_model/)")
+        return 0
+    finally:
+        if created:
+            spark.stop()
+
+
+# ============================================================================ label
+_KINDS = {"TFClassificationModel": "classifier", "PipelineModel": "pipeline", "TFImageTransformer": "image_transformer"}
+
+
+def _load_model(spark: Any, path: str) -> Tuple[str, Any]:
+    """Detect the saved stage's class from its metadata and load it with that class."""
+    from pyspark.ml.util import DefaultParamsReader
+
+    try:
+        metadata = DefaultParamsReader.loadMetadata(path, spark.sparkContext)
+    except Exception as exc:  # noqa: BLE001 - Spark raises Py4J / analysis errors for a missing path
+        raise UsageError(f"--model {path!r} is not a saved Spark ML stage (no readable metadata): "
+                         f"{str(exc).splitlines()[0]}") from None
+    cls_name = str(metadata.get("class", ""))
+    kind = _KINDS.get(cls_name.rsplit(".", 1)[-1])
+    if kind == "classifier":
+        from sparkdl_lite.classifier import TFClassificationModel
+
+        return kind, TFClassificationModel.load(path)
+    if kind == "pipeline":
+        from pyspark.ml import PipelineModel
+
+        return kind, PipelineModel.load(path)
+    if kind == "image_transformer":
+        from sparkdl_lite.transformers import TFImageTransformer
+
+        return kind, TFImageTransformer.load(path)
+    raise UsageError(f"--model {path!r} holds a {cls_name!r}; expected a TFClassificationModel, a PipelineModel "
+                     f"or a TFImageTransformer.")
+
+
+def _class_names(spec: Optional[str]) -> Optional[List[str]]:
+    if not spec:
+        return None
+    from sparkdl_lite import datasets
+
+    key = spec.strip().lower().replace("_", "-")
+    if key == "fashion-mnist":
+        return list(datasets.FASHION_MNIST_CLASSES)
+    if key == "mnist":
+        return list(datasets.MNIST_CLASSES)
+    names = [n.strip() for n in spec.split(",")]
+    if not all(names):
+        raise UsageError(f"--class-names {spec!r} has an empty name; give e.g. cat,dog or fashion-mnist.")
+    return names
+
+
+def _labeled(kind: str, model: Any, images: Any) -> Any:
+    """origin, prediction, probability (array<float>), error: one row per input row."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    origin = F.col("image.origin").alias("origin")
+    if kind == "image_transformer":
+        # The transformer nulls bad images itself and says why in <outputCol>_error.
+        model = model.copy({model.errorMode: "null", model.outputMode: "array"})
+        col = model.getOutputCol()
+        src = images if model.getInputCol() == "image" else images.withColumn(model.getInputCol(), F.col("image"))
+        out = model.transform(src)
+        scores = F.col(col)
+        pred = F.when(scores.isNotNull(), (F.array_position(scores, F.array_max(scores)) - 1).cast("double"))
+        return out.select(origin, pred.alias("prediction"), scores.cast(T.ArrayType(T.FloatType())).alias("probability"),
+                          F.col(f"{col}_error").alias("error"))
+    # Models that cannot take invalid images: send only the valid ones and union the rest back.
+    valid = F.col("image").isNotNull() & (F.col("image.height") > 0) & (F.col("image.width") > 0)
+    if kind == "classifier":
+        features = model.getFeaturesCol()
+        pred_col, prob_col = model.getPredictionCol(), model.getProbabilityCol()
+    else:
+        stages = [s for s in model.stages if s.hasParam("predictionCol")]
+        features = "image"
+        pred_col = stages[-1].getOrDefault("predictionCol") if stages else "prediction"
+        prob_col = stages[-1].getOrDefault("probabilityCol") if stages and stages[-1].hasParam("probabilityCol") else "probability"
+    good = images.filter(valid)
+    if features != "image":
+        good = good.withColumn(features, F.col("image"))
+    scored = model.transform(good)
+    if prob_col in scored.columns:
+        dt = scored.schema[prob_col].dataType
+        prob = vector_to_array(F.col(prob_col), "float32") if not isinstance(dt, T.ArrayType) else F.col(prob_col).cast(T.ArrayType(T.FloatType()))
+    else:
+        prob = F.lit(None).cast(T.ArrayType(T.FloatType()))
+    ok = scored.select(origin, F.col(pred_col).cast("double").alias("prediction"), prob.alias("probability"),
+                       F.lit(None).cast("string").alias("error"))
+    reason = F.when(F.col("image").isNull(), F.lit("no image (null row)")).otherwise(
+        F.lit("invalid image: Spark's image source could not decode the file (height -1, no data)"))
+    bad = images.filter(~valid | valid.isNull()).select(
+        origin, F.lit(None).cast("double").alias("prediction"), F.lit(None).cast(T.ArrayType(T.FloatType())).alias("probability"),
+        reason.alias("error"))
+    return ok.unionByName(bad)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from sparkdl_lite import tuning as tn
+
+    names = _class_names(args.class_names)
+    spark, created = _session(args.master, "sparkdl-lite label")
+    sc = spark.sparkContext
+    try:
+        from pyspark.sql import functions as F
+
+        from sparkdl_lite.image import read_images
+
+        kind, model = _load_model(spark, args.model)
+        try:
+            images = read_images(spark, args.images, recursive=args.recursive)
+        except Exception as exc:  # noqa: BLE001 - an AnalysisException for a missing path
+            raise UsageError(f"--images {args.images!r}: {str(exc).splitlines()[0]}") from None
+        if args.partitions:
+            images = images.repartition(args.partitions)
+        rows_in = images.count()
+        out = _labeled(kind, model, images)
+        if names:
+            lookup = F.array(*[F.lit(n) for n in names])
+            idx = F.col("prediction").cast("int")
+            out = out.withColumn("label_name", F.when((idx >= 0) & (idx < len(names)), F.get(lookup, idx)))
+        sc.addJobTag(LABEL_TAG)
+        try:
+            with tn.SparkProgress(sc, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet):
+                t0 = time.perf_counter()
+                out.write.mode("overwrite").parquet(args.out)
+                seconds = time.perf_counter() - t0
+        finally:
+            sc.removeJobTag(LABEL_TAG)
+        written = spark.read.parquet(args.out)
+        rows_out = written.count()
+        n_errors = written.filter(F.col("error").isNotNull()).count()
+        print(f"rows in = {rows_in}, rows out = {rows_out}, {rows_in / seconds if seconds > 0 else float('nan'):.1f} images/s "
+              f"({n_errors} with an error) -> {args.out}")
+        if rows_in != rows_out:
+            print(f"sparkdl-lite label: error: {rows_in} rows in but {rows_out} rows out.", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        if created:
+            spark.stop()
+
+
+# ============================================================================ images, bench
+def cmd_images(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from sparkdl_lite import datasets
+
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit must be >= 0; got {args.limit}.")
+    data = datasets.load_dataset(args.data)
+    x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
+    n = len(y) if args.limit is None else min(args.limit, len(y))
+    os.makedirs(args.out, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(x[i], mode="L").save(os.path.join(args.out, f"{args.split}-{i:05d}-label{int(y[i])}.png"))
+    print(f"wrote {n} PNG files ({data.name} {args.split} split, 28x28 gray) to {args.out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    print("sparkdl-lite bench: the throughput and speedup benchmarks are scripts; see benchmarks/ "
+          "(e.g. python benchmarks/<script>.py).")
+    return 0
+
+
+# ============================================================================ parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sparkdl-lite`` argument parser."""
+    parser = argparse.ArgumentParser(prog="sparkdl-lite", description="TensorFlow models as Spark ML stages: "
+                                     "distributed hyperparameter tuning and deployment at scale.")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", metavar="{tune,label,images,bench}")
+
+    t = sub.add_parser("tune", help="tune a TFClassifier with CrossValidator / TrainValidationSplit and write a report",
+                       description="Train the default TFClassifier and a param grid on an MNIST-style data set with "
+                                   "Spark (one model per task), refit the best, score both on the test set, and write "
+                                   "results.csv, results.json, sensitivity.png, report.md and best_model/ into --out.")
+    t.add_argument("--data", default="fashion-mnist", help="fashion-mnist | mnist | a directory of IDX files (default: fashion-mnist)")
+    t.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
+                   help="params to tune, e.g. \"learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024\"; "
+                        "256x128 (or 256;128) inside one value is a two-layer list. Tunable: " + ", ".join(TUNABLE_PARAMS))
+    t.add_argument("--architecture", default="mlp", choices=_ARCHITECTURES, help="architecture when not tuned (default: mlp)")
+    t.add_argument("--epochs", type=int, default=5, help="epochs when not tuned (default: 5)")
+    t.add_argument("--batch-size", type=int, default=128, help="batch size when not tuned (default: 128)")
+    val = t.add_mutually_exclusive_group()
+    val.add_argument("--folds", type=int, help="K-fold cross-validation (CrossValidator)")
+    val.add_argument("--validation-fraction", type=float,
+                     help=f"hold out this fraction of the training rows (TrainValidationSplit); the default when "
+                          f"--folds is not given: {DEFAULT_VALIDATION_FRACTION}")
+    t.add_argument("--sample", type=int, help="quick run: a stratified sample of N training rows and N//5 test rows")
+    t.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
+    t.add_argument("--parallelism", type=int, help="tuner parallelism (default: the number of param maps)")
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--seed", type=int, default=0, help="seed of sampling, splits and training (default: 0)")
+    t.add_argument("--quiet", action="store_true", help="no progress line")
+    t.set_defaults(func=cmd_tune)
+
+    lab = sub.add_parser("label", help="label images with a saved model; write parquet",
+                         description="Apply a saved TFClassificationModel, PipelineModel or TFImageTransformer to images "
+                                     "read by Spark's image source. Undecodable files get a null prediction and an error; "
+                                     "rows in = rows out.")
+    lab.add_argument("--model", required=True, help="directory of a saved TFClassificationModel, PipelineModel or TFImageTransformer")
+    lab.add_argument("--images", required=True, help="directory or glob of image files (PNG, JPEG, ...)")
+    lab.add_argument("--out", required=True, help="parquet output path: origin, prediction, probability, error[, label_name]")
+    lab.add_argument("--class-names", help="comma-separated names of the classes 0, 1, ..., or fashion-mnist / mnist")
+    lab.add_argument("--recursive", action="store_true", help="read images in sub-directories too")
+    lab.add_argument("--partitions", type=int, help="repartition the images into this many partitions")
+    lab.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
+    lab.add_argument("--quiet", action="store_true", help="no progress line")
+    lab.set_defaults(func=cmd_label)
+
+    im = sub.add_parser("images", help="write images of a data set as PNG files (to try label)")
+    im.add_argument("--data", default="fashion-mnist", help="fashion-mnist | mnist | a directory of IDX files")
+    im.add_argument("--split", default="test", choices=("test", "train"))
+    im.add_argument("--limit", type=int, default=500, help="how many images, from the start of the split (default: 500)")
+    im.add_argument("--out", required=True, help="output directory")
+    im.set_defaults(func=cmd_images)
+
+    b = sub.add_parser("bench", help="where the benchmarks are")
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``sparkdl-lite`` with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Examples
+    --------
+    >>> main(["--version"])  # doctest: +SKIP
+    0.1.0
+    0
+
+    .. versionadded:: 0.1.0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: keep main() returning an int
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else argv
+    try:
+        return int(args.func(args))
+    except (UsageError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("SPARKDL_LITE_DEBUG"):
+            raise
+        print(f"sparkdl-lite {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,700 @@
+"""Tuning report: the table of param maps and metrics, the sensitivity plot, default vs best.
+
+Everything here reads a fitted ``CrossValidatorModel`` / ``TrainValidationSplitModel`` (or plain
+lists handed in) and writes plain files: ``results.csv``, ``results.json``, ``sensitivity.png``
+and ``report.md``. :class:`SparkProgress` is the driver-side progress line of long Spark runs.
+Spark layer, thin: no TensorFlow import; matplotlib (Agg) is imported only to draw.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import threading
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, TextIO
+
+__all__ = ["results_table", "write_results", "sensitivity_plot", "write_report", "best_row",
+           "sequential_seconds", "training_info", "SparkProgress", "format_seconds", "RESERVED_FIELDS"]
+
+#: Row keys that are not param names.
+RESERVED_FIELDS = ("index", "metric", "mean", "std", "error", "folds", "train_seconds", "executor",
+                   "diverged", "best")
+# Metrics in [0, 1] where larger is better: their "error" is 1 - metric.
+_ONE_MINUS = {"accuracy", "f1", "weightedPrecision", "weightedRecall", "weightedTruePositiveRate",
+              "weightedFMeasure", "truePositiveRateByLabel", "precisionByLabel", "recallByLabel",
+              "fMeasureByLabel", "areaUnderROC", "areaUnderPR"}
+_SHORT_NAMES = {"hiddenLayers": "hidden", "convFilters": "conv", "learningRate": "lr", "batchSize": "batch"}
+
+
+# ============================================================================ table
+def _plain(value: Any) -> Any:
+    """A param value as JSON-friendly Python (numpy scalars and tuples included)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _finite(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def training_info(model: Any) -> Dict[str, Any]:
+    """``model.trainingInfo`` (or that of the last stage of a ``PipelineModel``); ``{}`` if none."""
+    info = getattr(model, "trainingInfo", None)
+    if info is None and hasattr(model, "stages"):
+        for stage in reversed(list(model.stages)):
+            info = getattr(stage, "trainingInfo", None)
+            if info is not None:
+                break
+    return dict(info) if isinstance(info, Mapping) else {}
+
+
+def _from_tuning_model(model: Any) -> Dict[str, Any]:
+    """Param maps, metrics and sub-models of a fitted CrossValidatorModel / TrainValidationSplitModel."""
+    out: Dict[str, Any] = {"param_maps": model.getEstimatorParamMaps()}
+    if hasattr(model, "avgMetrics"):
+        out["metrics"] = list(model.avgMetrics)
+        out["std_metrics"] = list(getattr(model, "stdMetrics", None) or []) or None
+        subs = getattr(model, "subModels", None)
+        out["sub_models"] = subs if subs else None
+        out["folds"] = int(model.getOrDefault("numFolds")) if model.hasParam("numFolds") and model.isDefined("numFolds") else None
+    else:
+        out["folds"] = 1
+        out["metrics"] = list(model.validationMetrics)
+        out["std_metrics"] = None
+        subs = getattr(model, "subModels", None)
+        out["sub_models"] = [list(subs)] if subs else None  # one "fold"
+    evaluator = model.getEvaluator()
+    out["metric_name"] = evaluator.getMetricName() if hasattr(evaluator, "getMetricName") else type(evaluator).__name__
+    out["larger_is_better"] = bool(evaluator.isLargerBetter())
+    return out
+
+
+def results_table(model: Any = None, *, param_maps: Optional[Sequence[Mapping[Any, Any]]] = None,
+                  metrics: Optional[Sequence[float]] = None, std_metrics: Optional[Sequence[float]] = None,
+                  sub_models: Optional[Sequence[Sequence[Any]]] = None,
+                  train_seconds: Optional[Sequence[float]] = None, executors: Optional[Sequence[str]] = None,
+                  diverged: Optional[Sequence[bool]] = None, metric_name: Optional[str] = None,
+                  larger_is_better: Optional[bool] = None) -> List[Dict[str, Any]]:
+    """One JSON-friendly dict per param map of a tuning run.
+
+    Parameters
+    ----------
+    model : CrossValidatorModel or TrainValidationSplitModel, optional
+        A fitted tuning model. Its param maps, ``avgMetrics`` / ``validationMetrics``,
+        ``stdMetrics``, evaluator and, when fitted with ``collectSubModels=True``, the sub-models'
+        ``trainingInfo`` (seconds, executor, divergence) fill the table.
+    param_maps, metrics, std_metrics, sub_models, metric_name, larger_is_better
+        Given explicitly, they replace what ``model`` holds (``model`` may then be omitted).
+        ``sub_models[fold][i]`` is the model of param map ``i`` in that fold.
+    train_seconds, executors, diverged : sequence, optional
+        Per param map: training seconds (summed over folds), executor id(s), whether the loss
+        diverged; they replace what the sub-models report.
+
+    Returns
+    -------
+    list of dict
+        Keys: ``index``, one key per tuned param (its name, e.g. ``learningRate``, with a plain
+        value such as ``0.001`` or ``[256]``), ``metric`` (the evaluator's metric name), ``mean``,
+        ``std`` (``None`` with one fold), ``error`` (``1 - mean`` for accuracy-like metrics, the
+        metric itself for smaller-is-better ones), ``folds``, ``train_seconds``, ``executor``
+        (comma-joined ids), ``diverged`` and ``best`` (``True`` on the param map the tuner picked).
+
+    Raises
+    ------
+    ValueError
+        When there are no param maps or the lengths disagree.
+
+    Examples
+    --------
+    >>> from pyspark.ml.classification import LogisticRegression
+    >>> lr = LogisticRegression()
+    >>> rows = results_table(param_maps=[{lr.regParam: 0.1}, {lr.regParam: 1.0}], metrics=[0.9, 0.8],
+    ...                      metric_name="accuracy", larger_is_better=True)
+    >>> [(r["regParam"], r["error"], r["best"]) for r in rows]
+    [(0.1, 0.09999999999999998, True), (1.0, 0.19999999999999996, False)]
+
+    .. versionadded:: 0.1.0
+    """
+    found: Dict[str, Any] = _from_tuning_model(model) if model is not None else {}
+    param_maps = list(param_maps if param_maps is not None else found.get("param_maps") or [])
+    metrics = list(metrics if metrics is not None else found.get("metrics") or [])
+    std_metrics = std_metrics if std_metrics is not None else found.get("std_metrics")
+    sub_models = sub_models if sub_models is not None else found.get("sub_models")
+    metric_name = metric_name or found.get("metric_name") or "metric"
+    if larger_is_better is None:
+        larger_is_better = found.get("larger_is_better", True)
+    if not param_maps:
+        raise ValueError("results_table: no param maps; pass a fitted CrossValidatorModel / TrainValidationSplitModel or param_maps.")
+    if len(metrics) != len(param_maps):
+        raise ValueError(f"results_table: {len(metrics)} metrics for {len(param_maps)} param maps; they must match.")
+    for name, seq in (("std_metrics", std_metrics), ("train_seconds", train_seconds), ("executors", executors),
+                      ("diverged", diverged)):
+        if seq is not None and len(seq) != len(param_maps):
+            raise ValueError(f"results_table: {name} has {len(seq)} entries for {len(param_maps)} param maps.")
+    folds = len(sub_models) if sub_models else (found.get("folds") or (1 if std_metrics is None else None))
+    best = best_index(metrics, larger_is_better)
+    rows = []
+    for i, pm in enumerate(param_maps):
+        row: Dict[str, Any] = {"index": i}
+        for param, value in pm.items():
+            row[getattr(param, "name", str(param))] = _plain(value)
+        infos = [training_info(fold[i]) for fold in (sub_models or []) if fold is not None and fold[i] is not None]
+        seconds = [float(x["seconds"]) for x in infos if x.get("seconds") is not None]
+        execs = sorted({str(x["executorId"]) for x in infos if x.get("executorId") is not None})
+        mean = _finite(metrics[i])
+        std = _finite(std_metrics[i]) if std_metrics is not None else None
+        row.update({
+            "metric": metric_name,
+            "mean": mean,
+            "std": std,
+            "error": None if mean is None else (1.0 - mean if metric_name in _ONE_MINUS else
+                                                 (mean if not larger_is_better else None)),
+            "folds": folds if folds is not None else len(infos) or None,
+            "train_seconds": float(train_seconds[i]) if train_seconds is not None else (sum(seconds) if seconds else None),
+            "executor": str(executors[i]) if executors is not None else ",".join(execs) or None,
+            "diverged": bool(diverged[i]) if diverged is not None else any(bool(x.get("diverged")) for x in infos),
+            "best": i == best,
+        })
+        rows.append(row)
+    return rows
+
+
+def best_index(metrics: Sequence[float], larger_is_better: bool = True) -> int:
+    """The index a Spark tuner picks: ``np.argmax`` (or ``argmin``) of the metrics, first on ties."""
+    import numpy as np
+
+    values = np.asarray([np.nan if m is None else m for m in metrics], dtype=float)
+    return int(np.argmax(values) if larger_is_better else np.argmin(values))
+
+
+def best_row(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The row flagged ``best`` (the first row when none is)."""
+    for row in rows:
+        if row.get("best"):
+            return dict(row)
+    return dict(rows[0])
+
+
+def param_names(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The tuned param names of a results table, in first-seen order."""
+    names: List[str] = []
+    for row in rows:
+        for key in row:
+            if key not in RESERVED_FIELDS and key not in names:
+                names.append(key)
+    return names
+
+
+def sequential_seconds(rows: Sequence[Mapping[str, Any]], extra: Iterable[Optional[float]] = ()) -> Optional[float]:
+    """Sum of per-model train seconds (plus ``extra``, e.g. the refit): the one-after-another estimate."""
+    values = [r.get("train_seconds") for r in rows] + list(extra)
+    known = [float(v) for v in values if v is not None]
+    return sum(known) if known else None
+
+
+# ============================================================================ files
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return "" if value is None else value
+
+
+def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str, extra: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
+    """Write ``results.csv`` and ``results.json`` into ``out_dir`` (created if needed).
+
+    ``results.json`` holds ``{"metric", "best_index", "best", "rows", **extra}``; in
+    ``results.csv`` list values are JSON (``[256, 128]``) and missing values are empty.
+
+    Returns
+    -------
+    dict
+        ``{"csv": path, "json": path}``.
+
+    .. versionadded:: 0.1.0
+    """
+    if not rows:
+        raise ValueError("write_results: no rows to write.")
+    os.makedirs(out_dir, exist_ok=True)
+    names = param_names(rows)
+    fields = ["index"] + names + [f for f in RESERVED_FIELDS if f != "index"]
+    csv_path = os.path.join(out_dir, "results.csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in fields})
+    best = best_row(rows)
+    doc = {"metric": best.get("metric"), "params": names, "best_index": best["index"], "best": best,
+           "rows": [dict(r) for r in rows]}
+    doc.update(dict(extra or {}))
+    json_path = os.path.join(out_dir, "results.json")
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, allow_nan=False, default=_plain)
+        f.write("\n")
+    return {"csv": csv_path, "json": json_path}
+
+
+# ============================================================================ plot
+def _label(name: str, value: Any) -> str:
+    short = _SHORT_NAMES.get(name, name)
+    if isinstance(value, list):
+        return f"{short}=[{', '.join(str(v) for v in value)}]"
+    if isinstance(value, float):
+        return f"{short}={value:g}"
+    return f"{short}={value}"
+
+
+def _sort_key(value: Any) -> Any:
+    if isinstance(value, list):
+        return (0, len(value), value)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    return (2, str(value))
+
+
+def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: Optional[str] = None, *,
+                     x_param: Optional[str] = None, title: Optional[str] = None) -> str:
+    """Draw the error of each param map against the learning rate, one line per layer width.
+
+    The x axis is ``learningRate`` (or ``x_param``; logarithmic when its values span 10x or more),
+    the y axis each row's ``error`` (``mean`` for metrics without one) with ``std`` as error bars.
+    Lines group the param maps by the other tuned params (``hidden=[256]``); when ``architecture``
+    was tuned, each architecture gets its own panel. The picked param map is starred and diverged
+    ones are crossed.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`results_table` rows.
+    path : str
+        The PNG to write.
+    metric_name : str, optional
+        The y axis label, e.g. ``"validation error"`` (default: derived from the rows' metric).
+    x_param : str, optional
+        The param on the x axis (default ``learningRate``, else the first numeric tuned param).
+    title : str, optional
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    .. versionadded:: 0.1.0
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("sensitivity_plot: no rows to plot.")
+    names = param_names(rows)
+    use_error = all(r.get("error") is not None or r.get("mean") is None for r in rows)
+    ykey = "error" if use_error else "mean"
+    metric = rows[0].get("metric") or "metric"
+    ylabel = metric_name or (f"validation error (1 - {metric})" if use_error and metric in _ONE_MINUS else f"validation {metric}")
+    if x_param is None:
+        numeric = [n for n in names if all(isinstance(r.get(n), (int, float)) and not isinstance(r.get(n), bool)
+                                           for r in rows)]
+        x_param = "learningRate" if "learningRate" in names else (numeric[0] if numeric else None)
+    if x_param is not None and x_param not in names:
+        raise ValueError(f"sensitivity_plot: x_param {x_param!r} is not a tuned param; tuned params: {names}.")
+    panel_key = "architecture" if "architecture" in names and len({str(r.get("architecture")) for r in rows}) > 1 else None
+    panels = sorted({r.get(panel_key) for r in rows}, key=_sort_key) if panel_key else [None]
+    line_keys = [n for n in names if n not in (x_param, panel_key)
+                 and len({json.dumps(r.get(n), default=str) for r in rows}) > 1]
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 0.6, 4.8), sharey=True, squeeze=False)
+    xs_all = [r.get(x_param) for r in rows] if x_param else list(range(len(rows)))
+    positive = [x for x in xs_all if isinstance(x, (int, float)) and x > 0]
+    log_x = bool(positive) and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10
+    cmap = plt.get_cmap("viridis")
+    groups_all = sorted({tuple(json.dumps(r.get(k), default=str) for k in line_keys) for r in rows})
+    colors = {g: cmap(0.1 + 0.75 * i / max(1, len(groups_all) - 1)) for i, g in enumerate(groups_all)}
+    for ax, panel in zip(axes[0], panels, strict=True):
+        sub = [r for r in rows if panel_key is None or r.get(panel_key) == panel]
+        groups: Dict[tuple, List[Mapping[str, Any]]] = {}
+        for r in sub:
+            groups.setdefault(tuple(json.dumps(r.get(k), default=str) for k in line_keys), []).append(r)
+        for gkey in sorted(groups, key=lambda g: [_sort_key(json.loads(v)) for v in g]):
+            members = sorted(groups[gkey], key=lambda r: (r.get(x_param) if x_param else r["index"]))
+            pts = [(r.get(x_param) if x_param else r["index"], r.get(ykey), r.get("std") or 0.0, r) for r in members]
+            pts = [p for p in pts if p[1] is not None]
+            label = ", ".join(_label(k, json.loads(v)) for k, v in zip(line_keys, gkey, strict=True)) or "all param maps"
+            if not pts:
+                continue
+            color = colors[gkey]
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                        markersize=5, linewidth=1.8, capsize=3, color=color, label=label)
+            for x, y, _, r in pts:
+                if r.get("diverged"):
+                    ax.plot([x], [y], marker="x", markersize=11, color="crimson", linestyle="none")
+                if r.get("best"):
+                    ax.plot([x], [y], marker="*", markersize=17, color="gold", markeredgecolor="black",
+                            linestyle="none", zorder=5)
+                    ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(8, -14), fontsize=9)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_param or "param map")
+        ax.grid(True, which="major", alpha=0.45)
+        ax.grid(True, which="minor", alpha=0.15)
+        if panel_key:
+            ax.set_title(f"{panel_key} = {panel}")
+        ax.legend(title=", ".join(_SHORT_NAMES.get(k, k) for k in line_keys) or None, fontsize=9, title_fontsize=9,
+                  loc="best")
+    axes[0][0].set_ylabel(ylabel)
+    if any(r.get("diverged") for r in rows):
+        axes[0][-1].plot([], [], marker="x", color="crimson", linestyle="none", label="diverged")
+        axes[0][-1].legend(fontsize=9, loc="best")
+    if title is None:
+        folds = rows[0].get("folds")
+        how = f"{folds}-fold cross-validation" if folds and folds > 1 else "train/validation split"
+        title = f"{ylabel.split(' (')[0].capitalize()} vs {x_param or 'param map'} ({how}, {len(rows)} param maps)"
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ============================================================================ report
+def format_seconds(seconds: Optional[float]) -> str:
+    """``75.2`` -> ``"1m15s"``; ``None`` -> ``"?"``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()) or "(the defaults)"
+
+
+def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optional[Mapping[str, Any]] = None,
+                 best: Optional[Mapping[str, Any]] = None, timing: Optional[Mapping[str, Any]] = None,
+                 setup: Optional[Mapping[str, Any]] = None, plot: Optional[str] = "sensitivity.png",
+                 title: str = "sparkdl-lite tuning report") -> str:
+    """Write ``report.md``: default vs best on the test set, timing and speedup, the full table.
+
+    Parameters
+    ----------
+    path : str
+        The Markdown file to write.
+    rows : list of dict
+        :func:`results_table` rows.
+    default, best : dict, optional
+        ``{"params": {...}, "test_accuracy": float}`` of the default configuration and of the
+        tuned best refit on the whole training set. The report derives test error and the relative
+        error reduction ``(err_default - err_best) / err_default``.
+    timing : dict, optional
+        ``tuning_seconds`` (wall time of the parallel tuning fit), ``sequential_seconds`` (sum of
+        per-model train seconds: an estimate of training one after another), ``speedup``,
+        ``total_seconds``, ``models``.
+    setup : dict, optional
+        Free ``{label: value}`` lines for the set-up section (data, rows, master, executors, cores,
+        command...).
+    plot : str, optional
+        File name of the sensitivity plot to embed (relative to the report).
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    .. versionadded:: 0.1.0
+    """
+    if not rows:
+        raise ValueError("write_report: no rows.")
+    names = param_names(rows)
+    top = best_row(rows)
+    metric = top.get("metric") or "metric"
+    folds = top.get("folds")
+    lines = [f"# {title}", ""]
+    if setup:
+        lines += ["## Set-up", ""]
+        lines += [f"- **{k}**: {v}" for k, v in setup.items()]
+        lines.append("")
+    lines += ["## Result", ""]
+    std = f" ± {top['std']:.4f}" if top.get("std") is not None else ""
+    how = f"mean over {folds} folds" if folds and folds > 1 else "validation split"
+    lines.append(f"- **Best validation {metric}** ({how}): **{_fmt(top.get('mean'))}**{std} "
+                 f"(param map #{top['index']}: {_params_text({n: top.get(n) for n in names})})")
+    if default is not None or best is not None:
+        lines += ["", "| configuration | params | test accuracy | test error |", "| --- | --- | --- | --- |"]
+        errs = {}
+        for label, entry in (("default", default), ("tuned best", best)):
+            if entry is None:
+                continue
+            acc = entry.get("test_accuracy")
+            errs[label] = None if acc is None else 1.0 - float(acc)
+            lines.append(f"| {label} | {_params_text(entry.get('params') or {})} | {_fmt(acc)} | {_fmt(errs[label])} |")
+        e0, e1 = errs.get("default"), errs.get("tuned best")
+        if e0 is not None and e1 is not None:
+            if e0 > 0:
+                lines += ["", f"- **Relative test error reduction**: (err_default - err_best) / err_default = "
+                          f"({e0:.4f} - {e1:.4f}) / {e0:.4f} = **{(e0 - e1) / e0:.1%}**"]
+            else:
+                lines += ["", "- **Relative test error reduction**: undefined (the default makes no test errors)"]
+    if timing:
+        lines += ["", "## Time", ""]
+        if timing.get("total_seconds") is not None:
+            lines.append(f"- **Wall time of the whole run** (load, tune, refit, default, test, save): "
+                         f"{format_seconds(timing['total_seconds'])}")
+        if timing.get("tuning_seconds") is not None:
+            lines.append(f"- **Wall time of the parallel tuning fit** ({timing.get('models', '?')} models trained in Spark "
+                         f"tasks, plus evaluation and the refit of the best): {format_seconds(timing['tuning_seconds'])}")
+        if timing.get("sequential_seconds") is not None:
+            lines.append(f"- **Sequential estimate** (sum of the per-task train seconds of the same models; an estimate "
+                         f"of training them one after another, not a separate run): "
+                         f"{format_seconds(timing['sequential_seconds'])}")
+        if timing.get("speedup") is not None:
+            lines.append(f"- **Speedup** = sequential estimate / parallel wall time = **{timing['speedup']:.2f}x**")
+    if plot:
+        lines += ["", "## Sensitivity", "", f"![validation error vs learning rate]({plot})"]
+    lines += ["", "## All param maps", ""]
+    header = ["#"] + names + [f"mean {metric}", "std", "error", "train s", "executor", "diverged", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + " --- |" * len(header))
+    for r in rows:
+        cells = [str(r["index"])] + [_fmt(r.get(n)) for n in names] + [
+            _fmt(r.get("mean")), _fmt(r.get("std")), _fmt(r.get("error")),
+            _fmt(r.get("train_seconds"), 1), _fmt(r.get("executor")), _fmt(r.get("diverged")),
+            "**best**" if r.get("best") else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+# ============================================================================ progress
+class SparkProgress:
+    """A driver-side progress line fed by ``sc.statusTracker()``.
+
+    A background thread polls the status tracker and prints
+    ``<label> done/total | best ... | elapsed ... | ETA ...`` to ``stream`` (stderr): one line
+    rewritten with ``\\r`` on a terminal, plain lines at most every ``interval`` seconds otherwise.
+    What is counted are completed Spark tasks of the jobs with tag ``job_tag``
+    (``sc.addJobTag``), else of job group ``job_group``, else of every job seen while running. With
+    ``total`` and one task per model (as ``TFClassifier.fitMultiple`` runs), done/total are models.
+
+    Parameters
+    ----------
+    sc : SparkContext
+    total : int, optional
+        Units expected; gives done/total and an ETA.
+    unit : str
+        What the count is called (``"models"``, ``"tasks"``).
+    job_tag, job_group : str, optional
+        Which jobs count. Jobs that already carried the tag or group before :meth:`start` do not.
+    stream : file, optional
+        Default ``sys.stderr``.
+    interval : float, optional
+        Seconds between lines when ``stream`` is not a terminal (default 5).
+    enabled : bool
+        ``False`` prints nothing (the counts still work).
+
+    Examples
+    --------
+    >>> with SparkProgress(spark.sparkContext, total=12, unit="models") as progress:  # doctest: +SKIP
+    ...     model = cv.fit(df)
+    ...     progress.set_best(max(model.avgMetrics), "accuracy")
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, sc: Any, *, total: Optional[int] = None, unit: str = "tasks", job_tag: Optional[str] = None,
+                 job_group: Optional[str] = None, stream: Optional[TextIO] = None, interval: Optional[float] = None,
+                 enabled: bool = True, label: Optional[str] = None) -> None:
+        self._sc = sc
+        self._tracker = sc.statusTracker()
+        self.total = total
+        self.unit = unit
+        self.label = label or unit
+        self.job_tag = job_tag
+        self.job_group = job_group
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = float(interval) if interval is not None else (0.5 if self.tty else 5.0)
+        self.enabled = enabled
+        self.best: Optional[float] = None
+        self.best_name = ""
+        self.done = 0
+        self.tasks = 0
+        self.offset = 0
+        self._ignore: set = set()
+        self._seen: set = set()
+        self._finished_stages: Dict[int, tuple] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._start = time.perf_counter()
+        self._last_print = 0.0
+        self._last_line = ""
+        self._width = 0
+
+    # ------------------------------------------------------------------ control
+    def __enter__(self) -> SparkProgress:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> SparkProgress:
+        """Remember the jobs that exist now (they do not count) and start polling."""
+        self._ignore = set(self._job_ids())
+        self._start = time.perf_counter()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sparkdl-lite-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling and print the final line."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.poll()
+        self._emit(final=True)
+
+    def set_best(self, value: Optional[float], name: str = "") -> None:
+        """Show ``best <name> <value>`` from now on."""
+        with self._lock:
+            self.best = value
+            self.best_name = name
+
+    def set_total(self, total: Optional[int]) -> None:
+        with self._lock:
+            self.total = total
+
+    def add_done(self, n: int = 1) -> None:
+        """Count ``n`` units finished outside Spark tasks (e.g. a model trained on the driver)."""
+        with self._lock:
+            self.offset += n
+
+    # ------------------------------------------------------------------ polling
+    def _job_ids(self) -> List[int]:
+        try:
+            if self.job_tag is not None:
+                # PySpark's StatusTracker has no getJobIdsForTag; Scala's SparkStatusTracker (3.5+) has.
+                return [int(j) for j in self._sc._jsc.sc().statusTracker().getJobIdsForTag(self.job_tag)]
+            if self.job_group is not None:
+                return self._tracker.getJobIdsForGroup(self.job_group)
+            return self._tracker.getActiveJobsIds()
+        except Exception:  # noqa: BLE001 - the tracker is best-effort; a gone context reads as no jobs
+            return []
+
+    def poll(self) -> tuple:
+        """Refresh and return ``(units done, tasks known)``."""
+        ids = [j for j in self._job_ids() if j not in self._ignore]
+        self._seen.update(ids)
+        done = tasks = 0
+        for job_id in sorted(self._seen):
+            try:
+                info = self._tracker.getJobInfo(job_id)
+            except Exception:  # noqa: BLE001
+                info = None
+            if info is None:
+                continue
+            for stage_id in list(info.stageIds):
+                stage_id = int(stage_id)
+                cached = self._finished_stages.get(stage_id)
+                if cached is None:
+                    try:
+                        stage = self._tracker.getStageInfo(stage_id)
+                    except Exception:  # noqa: BLE001
+                        stage = None
+                    if stage is None:
+                        continue
+                    cached = (stage.numCompletedTasks, stage.numTasks)
+                    if stage.numTasks and stage.numCompletedTasks >= stage.numTasks:
+                        self._finished_stages[stage_id] = cached
+                done += cached[0]
+                tasks += cached[1]
+        with self._lock:
+            self.done, self.tasks = done, tasks
+        return done, tasks
+
+    def line(self) -> str:
+        """The current progress text."""
+        with self._lock:
+            done = self.done + self.offset
+            total, tasks, best, best_name = self.total, self.tasks, self.best, self.best_name
+        elapsed = time.perf_counter() - self._start
+        if total:
+            done = min(done, total)
+            parts = [f"{self.label} {done}/{total}"]
+        else:
+            parts = [f"{self.label} {done}/{tasks + self.offset}"]
+        parts.append(f"best {best_name + ' ' if best_name else ''}{best:.4f}" if best is not None else "best –")
+        parts.append(f"elapsed {format_seconds(elapsed)}")
+        if total and done >= total:
+            parts.append("ETA 0s")
+        elif total and done > 0:
+            parts.append(f"ETA {format_seconds(elapsed / done * (total - done))}")
+        else:
+            parts.append("ETA ?")
+        return " | ".join(parts)
+
+    def _emit(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        text = self.line()
+        now = time.perf_counter()
+        try:
+            if self.tty:
+                pad = " " * max(0, self._width - len(text))
+                self.stream.write("\r" + text + pad + ("\n" if final else ""))
+                self._width = len(text)
+                self.stream.flush()
+            else:
+                core = text.split(" | elapsed")[0]
+                if final or (core != self._last_line and now - self._last_print >= self.interval) \
+                        or now - self._last_print >= max(30.0, self.interval):
+                    self.stream.write(text + "\n")
+                    self.stream.flush()
+                    self._last_print = now
+                    self._last_line = core
+        except ValueError:  # the stream was closed under us (e.g. at interpreter exit)
+            pass
+
+    def _run(self) -> None:
+        self._last_print = time.perf_counter()
+        while not self._stop.wait(0.5 if self.tty else 1.0):
+            self.poll()
+            self._emit()

@@ -1,0 +1,123 @@
+"""The sparkdl-lite command, in-process on the session's SparkSession (cli never stops a session it did not start)."""
+import json
+import os
+import re
+
+import pytest
+
+import sparkdl_lite
+from sparkdl_lite import cli
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+needs_fashion = pytest.mark.skipif(not os.path.isdir(FASHION) and not os.environ.get("SPARKDL_LITE_DATA"),
+                                   reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == sparkdl_lite.__version__
+
+
+def test_no_command_prints_usage(capsys):
+    assert cli.main([]) == 2
+    assert "usage: sparkdl-lite" in capsys.readouterr().err
+
+
+def test_parse_grid_types_and_layer_lists():
+    grid = cli.parse_grid("learningRate=1e-4,1e-3 hiddenLayers=256x128,64,32;16 architecture=MLP,cnn epochs=2")
+    assert grid == [("learningRate", [1e-4, 1e-3]), ("hiddenLayers", [[256, 128], [64], [32, 16]]),
+                    ("architecture", ["mlp", "cnn"]), ("epochs", [2])]
+    assert cli.parse_grid(["lr=0.1", "dropout=0,0.5", "convFilters=16x32"]) == [
+        ("learningRate", [0.1]), ("dropout", [0.0, 0.5]), ("convFilters", [[16, 32]])]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("learningrat=1e-3", r"unknown param 'learningrat'\. Did you mean 'learningRate'\? Tunable params: learningRate, hiddenLayers"),
+    ("momentum=0.9", r"unknown param 'momentum'\. Tunable params:"),
+    ("learningRate", r"item 'learningRate' is not name=value1,value2"),
+    ("learningRate=fast", r"learningRate value 'fast' is not a number"),
+    ("hiddenLayers=64x1.5", r"hiddenLayers value '1.5' is not a whole number"),
+    ("architecture=rnn", r"architecture value 'rnn' is not one of \['mlp', 'cnn'\]"),
+    ("epochs=1 epochs=2", r"param 'epochs' is given twice"),
+    ("dropout=", r"param 'dropout' has no values"),
+])
+def test_parse_grid_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        cli.parse_grid(spec)
+
+
+def test_bad_grid_fails_before_spark_starts(tmp_path, capsys):
+    assert cli.main(["tune", "--grid", "momentum=0.9", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "sparkdl-lite tune: error: --grid: unknown param 'momentum'" in err
+    assert cli.main(["tune", "--grid", "lr=1e-3", "--folds", "1", "--out", str(tmp_path)]) == 2
+    assert "--folds must be >= 2" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tuned(spark, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune")
+    code = cli.main(["tune", "--data", "fashion-mnist", "--sample", "400", "--grid", "learningRate=1e-3,1e-2 hiddenLayers=16,32",
+                     "--epochs", "1", "--batch-size", "64", "--out", str(out), "--quiet"])
+    return code, out
+
+
+@needs_fashion
+def test_tune_writes_consistent_outputs(spark, tuned, capsys):
+    code, out = tuned
+    assert code == 0
+    assert not spark.sparkContext._jsc.sc().isStopped()  # the session it did not create still runs
+    for name in ("results.csv", "results.json", "sensitivity.png", "report.md", "best_model/metadata"):
+        assert os.path.exists(out / name), name
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["rows"]) == 4 and doc["metric"] == "accuracy"
+    best = doc["best"]
+    assert best["mean"] == max(r["mean"] for r in doc["rows"])
+    assert all(r["train_seconds"] > 0 and r["executor"] for r in doc["rows"])
+    report = (out / "report.md").read_text()
+    m = re.search(r"Best validation accuracy\*\* \(validation split\): \*\*([0-9.]+)\*\*", report)
+    assert m and float(m.group(1)) == pytest.approx(best["mean"], abs=5e-5)
+    test = doc["test"]
+    for who in ("default", "tuned best"):
+        key = "default" if who == "default" else "best"
+        acc = test[key]["test_accuracy"]
+        assert 0.0 <= acc <= 1.0
+        assert re.search(rf"\| {who} \| .* \| {acc:.4f} \| {1 - acc:.4f} \|", report)
+    assert test["best"]["params"] == {"learningRate": best["learningRate"], "hiddenLayers": best["hiddenLayers"]}
+    assert test["default"]["params"] == {"learningRate": 1e-3, "hiddenLayers": [128]}
+    assert doc["timing"]["sequential_seconds"] > 0 and doc["timing"]["speedup"] > 0
+    assert "Speedup" in report and "Sequential estimate" in report
+    assert os.path.getsize(out / "sensitivity.png") > 20_000
+
+    from sparkdl_lite.classifier import TFClassificationModel
+
+    model = TFClassificationModel.load(str(out / "best_model"))
+    assert model.getLearningRate() == best["learningRate"]
+
+
+@needs_fashion
+def test_label_keeps_every_row_and_flags_corrupt_files(spark, tuned, tmp_path, capsys):
+    code, out = tuned
+    assert code == 0
+    images = tmp_path / "images"
+    assert cli.main(["images", "--data", "fashion-mnist", "--split", "test", "--limit", "6", "--out", str(images)]) == 0
+    (images / "x.png").write_bytes(os.urandom(300))  # corrupt: not a PNG
+    capsys.readouterr()
+    labels = tmp_path / "labels.parquet"
+    assert cli.main(["label", "--model", str(out / "best_model"), "--images", str(images), "--out", str(labels),
+                     "--class-names", "fashion-mnist", "--quiet"]) == 0
+    assert "rows in = 7, rows out = 7" in capsys.readouterr().out
+    rows = {os.path.basename(r.origin): r for r in spark.read.parquet(str(labels)).collect()}
+    assert len(rows) == 7
+    bad = rows.pop("x.png")
+    assert bad.prediction is None and bad.probability is None and "could not decode" in bad.error
+    for r in rows.values():
+        assert r.error is None and 0 <= r.prediction <= 9 and len(r.probability) == 10
+        assert abs(sum(r.probability) - 1) < 1e-4
+        assert r.label_name in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                "Sneaker", "Bag", "Ankle boot")
+
+
+def test_label_rejects_a_directory_without_a_model(spark, tmp_path, capsys):
+    assert cli.main(["label", "--model", str(tmp_path), "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a saved Spark ML stage" in capsys.readouterr().err

@@ -1,0 +1,181 @@
+"""Tests for sparkdl_lite.training: the built-in architectures, training on real digits, determinism,
+divergence and parameter validation. No Spark needed."""
+import numpy as np
+import pytest
+
+from sparkdl_lite.datasets import load_digits_split
+from sparkdl_lite.training import ARCHITECTURES, OPTIMIZERS, TrainResult, build_model, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's real 8x8 digits: float32 (N, 64) with values 0..16; 1,347 train / 450 test rows."""
+    return load_digits_split(seed=0)
+
+
+def _predict(result, x):
+    return result.graph.load()({"features:0": np.asarray(x, dtype=np.float32)})
+
+
+def _accuracy(result, x, y):
+    return float(np.mean(_predict(result, x)["probability:0"].argmax(axis=1) == y))
+
+
+def test_constants():
+    assert ARCHITECTURES == ("mlp", "cnn")
+    assert OPTIMIZERS == ("adam", "sgd", "rmsprop")
+
+
+def test_default_mlp_learns_digits(digits):
+    x_train, x_test, y_train, y_test = digits
+    # Default params, raw 0..16 features; the default epochs=5 stops at ~0.91 on 1,347 rows.
+    result = train(x_train, y_train, num_classes=10, epochs=30)
+    assert isinstance(result, TrainResult) and not result.diverged
+    assert _accuracy(result, x_test, y_test) >= 0.95
+    assert [h["epoch"] for h in result.history] == list(range(1, 31))
+    assert set(result.history[0]) == {"epoch", "loss", "accuracy", "seconds"}
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.history[-1]["accuracy"] > 0.95
+    assert all(h["seconds"] > 0 for h in result.history)
+    assert result.seconds >= sum(h["seconds"] for h in result.history)
+
+
+def test_cnn_with_input_shape_learns_digits(digits):
+    x_train, x_test, y_train, y_test = digits
+    result = train(x_train, y_train, num_classes=10, architecture="cnn", input_shape=[8, 8, 1])
+    assert len(result.history) == 5
+    assert _accuracy(result, x_test, y_test) > 0.8
+    assert result.graph.tensor("features:0").shape == (None, 64)
+
+
+_SMALL = dict(num_classes=10, hidden_layers=[32, 16], dropout=0.25, batch_size=64, epochs=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def small_result(digits):
+    """A quick model on 512 rows, with whole-number float labels (what a Spark label column holds)."""
+    x_train, _, y_train, _ = digits
+    return train(x_train[:512], y_train[:512].astype(np.float64), **_SMALL)
+
+
+def test_graph_names_and_probabilities(digits, small_result):
+    graph = small_result.graph
+    assert graph.input_names == ["features:0"]
+    assert graph.output_names == ["logits:0", "probability:0"]
+    assert graph.tensor("features:0").dtype == "float32"
+    assert graph.tensor("features:0").shape == (None, 64)
+    assert graph.tensor("probability:0").shape == (None, 10)
+    out = _predict(small_result, digits[1][:32])
+    logits, probability = out["logits:0"], out["probability:0"]
+    assert logits.shape == probability.shape == (32, 10)
+    np.testing.assert_allclose(probability.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probability, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_gives_identical_predictions(digits, small_result):
+    x_train, x_test, y_train, _ = digits
+    again = train(x_train[:512], y_train[:512], **_SMALL)
+    p1, p2 = _predict(small_result, x_test)["probability:0"], _predict(again, x_test)["probability:0"]
+    assert np.array_equal(p1, p2)
+    assert [h["loss"] for h in small_result.history] == [h["loss"] for h in again.history]
+    other = train(x_train[:512], y_train[:512], **{**_SMALL, "seed": 8})
+    assert not np.array_equal(p1, _predict(other, x_test)["probability:0"])
+
+
+def test_scale_is_in_the_graph_so_it_takes_raw_images(digits):
+    x_train, x_test, y_train, _ = digits
+    raw = (x_train[:512] * 15).astype(np.uint8).reshape(-1, 8, 8)  # 0..240 grey images, (H, W) without channel
+    kwargs = dict(num_classes=10, architecture="cnn", conv_filters=[4], hidden_layers=[], epochs=1, seed=3)
+    scaled = train(raw, y_train[:512], scale=1 / 240, **kwargs)
+    assert scaled.graph.tensor("features:0").shape == (None, 8, 8)
+    prescaled = train(raw.astype(np.float32) / 240, y_train[:512], **kwargs)
+    test_raw = (x_test[:50] * 15).reshape(-1, 8, 8)
+    np.testing.assert_allclose(_predict(scaled, test_raw)["probability:0"],
+                               _predict(prescaled, test_raw / 240)["probability:0"], atol=1e-4)
+
+
+def test_build_model_layers_and_pooling():
+    mlp = build_model(architecture="mlp", num_classes=3, feature_shape=(6,), hidden_layers=(5, 4), dropout=0.5)
+    assert mlp.output_names == ["logits", "probability"]
+    assert [layer.name for layer in mlp.layers if "dropout" in layer.name] == ["dropout_0", "dropout_1"]
+    assert mlp.get_layer("logits").units == 3
+    # Pooling is skipped along an axis shorter than 2 instead of failing.
+    cnn = build_model(architecture="cnn", num_classes=2, feature_shape=(8,), input_shape=(1, 8, 1), conv_filters=(2, 3))
+    pools = [layer.pool_size for layer in cnn.layers if layer.name.startswith("pool")]
+    assert pools == [(1, 2), (1, 2)]
+    assert tuple(cnn.get_layer("flatten").output.shape) == (None, 2 * 3)
+    assert cnn.get_layer("logits").output.shape[-1] == 2
+
+
+def test_diverging_loss_stops_without_raising(digits):
+    x_train, x_test, y_train, _ = digits
+    result = train(x_train, y_train, num_classes=10, optimizer="sgd", learning_rate=1e6, epochs=5)
+    assert result.diverged
+    assert 1 <= len(result.history) < 5
+    assert not np.isfinite(result.history[-1]["loss"])
+    assert result.graph.output_names == ["logits:0", "probability:0"]
+
+
+def test_fail_on_raises():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(RuntimeError, match="^injected failure$"):
+        train(x, np.array([0, 1, 0, 1]), num_classes=2, fail_on="injected failure")
+
+
+def test_rmsprop_with_threads_runs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    # threads is only honoured before TF starts; here it has, and the setting is skipped quietly.
+    result = train(x, y, num_classes=2, hidden_layers=[4], optimizer="RMSprop", epochs=1, threads=1)
+    assert len(result.history) == 1 and not result.diverged
+
+
+_X = np.zeros((8, 64), np.float32)
+_Y = np.arange(8) % 2
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(architecture="rnn"), ValueError, r"param 'architecture' must be one of \['mlp', 'cnn'\]; got 'rnn'"),
+    (dict(optimizer="adagrad"), ValueError, r"param 'optimizer' must be one of \['adam', 'sgd', 'rmsprop'\]"),
+    (dict(learning_rate=0.0), ValueError, r"^training: param 'learningRate' must be > 0; got 0\.0\.$"),
+    (dict(learning_rate=-1e-3), ValueError, "param 'learningRate' must be > 0"),
+    (dict(learning_rate="fast"), TypeError, "param 'learningRate' must be a float"),
+    (dict(batch_size=0), ValueError, "param 'batchSize' must be >= 1; got 0"),
+    (dict(batch_size=2.5), TypeError, "param 'batchSize' must be an int"),
+    (dict(batch_size=True), TypeError, "param 'batchSize' must be an int"),
+    (dict(epochs=0), ValueError, "param 'epochs' must be >= 1; got 0"),
+    (dict(dropout=1.0), ValueError, r"param 'dropout' must be in \[0, 1\); got 1\.0"),
+    (dict(dropout=-0.1), ValueError, "param 'dropout'"),
+    (dict(hidden_layers=[]), ValueError, "param 'hiddenLayers' must not be empty"),
+    (dict(hidden_layers=[16, 0]), ValueError, "param 'hiddenLayers' must hold ints >= 1"),
+    (dict(hidden_layers=16), TypeError, "param 'hiddenLayers' must be a list of ints"),
+    (dict(architecture="cnn", input_shape=[8, 8, 1], conv_filters=[0]), ValueError, "param 'convFilters'"),
+    (dict(input_shape=[8, 8, 2]), ValueError, r"param 'inputShape' \[8, 8, 2\] holds 128 values.*shape \[64\] \(64 values\)"),
+    (dict(architecture="cnn"), ValueError, "flat vectors of 64 values; set inputShape"),
+    (dict(architecture="cnn", input_shape=[2, 2, 4, 4]), ValueError, "3-D"),
+    (dict(num_classes=1), ValueError, "param 'numClasses' must be >= 2"),
+    (dict(scale=0.0), ValueError, "param 'scale'"),
+    (dict(seed=-1), ValueError, "param 'seed'"),
+    (dict(threads=0), ValueError, "param 'threads'"),
+])
+def test_invalid_params_are_named(kwargs, error, match):
+    kwargs = {"num_classes": 2, "fail_on": "should not get this far", **kwargs}
+    with pytest.raises(error, match=match):
+        train(_X, _Y, **kwargs)
+
+
+@pytest.mark.parametrize("x, y, error, match", [
+    (_X, np.array([0, 1, 2, 0, 1, 0, 1, 0]), ValueError, r"labels must be in 0\.\.1 \(numClasses=2\); got values from 0 to 2"),
+    (_X, -_Y, ValueError, r"labels must be in 0\.\.1"),
+    (_X, _Y[:5], ValueError, "features have 8 rows but labels have 5"),
+    (_X[:0], _Y[:0], ValueError, "no training rows"),
+    (_X[0], _Y, ValueError, "at least 2 dimensions"),
+    (_X, np.full(8, 0.5), ValueError, "whole numbers"),
+    (_X, np.array(["a"] * 8), TypeError, "labels must be numeric"),
+    (np.full((8, 64), np.nan, np.float32), _Y, ValueError, "NaN or infinite"),
+])
+def test_invalid_data_is_explained(x, y, error, match):
+    with pytest.raises(error, match=match):
+        train(x, y, num_classes=2, fail_on="should not get this far")
