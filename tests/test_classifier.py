@@ -2,20 +2,21 @@
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.ml.evaluation import BinaryClassificationEvaluator, MulticlassClassificationEvaluator
-from pyspark.ml.linalg import Vectors
-from pyspark.sql import functions as F
+from pyspark.ml.functions import array_to_vector
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
 from sparkdl_lite.datasets import load_digits_split
 from sparkdl_lite.image import images_from_numpy
 
 
-
 def vector_df(spark, x, y):
-    rows = [(i, Vectors.dense(row.tolist()), int(label)) for i, (row, label) in enumerate(zip(x, y))]
-    return spark.createDataFrame(rows, ["id", "features", "label"])
+    """``id``, ``features`` (a Spark ML vector) and ``label``, built through Arrow (no Python workers)."""
+    pdf = pd.DataFrame({"id": np.arange(len(x)), "features": list(np.asarray(x, np.float64)),
+                        "label": np.asarray(y, np.int64)})
+    return spark.createDataFrame(pdf).withColumn("features", array_to_vector("features"))
 
 
 def probabilities(model, df):
@@ -110,15 +111,15 @@ def test_two_classes_work_with_binary_evaluator(spark, digits):
     keep_tr, keep_te = np.isin(y_train, [3, 8]), np.isin(y_test, [3, 8])
     train_df = vector_df(spark, x_train[keep_tr], (y_train[keep_tr] == 8).astype(int))
     test_df = vector_df(spark, x_test[keep_te], (y_test[keep_te] == 8).astype(int))
-    model = TFClassifier(hiddenLayers=[16], epochs=3).fit(train_df)
+    model = TFClassifier(hiddenLayers=[64], learningRate=1e-2).fit(train_df)
     assert model.numClasses == 2
     out = model.transform(test_df).orderBy("id")
     assert len(out.first().rawPrediction) == 2
     auc = BinaryClassificationEvaluator(metricName="areaUnderROC").evaluate(out)
     rows = out.select("label", "probability").collect()
     expected = roc_auc_score([r.label for r in rows], [r.probability[1] for r in rows])
-    assert auc == pytest.approx(expected, abs=1e-6)
-    assert auc > 0.9
+    assert auc == pytest.approx(expected, abs=1e-3)  # Spark's evaluator down-samples the curve into bins
+    assert auc > 0.95
 
 
 # ---------------------------------------------------------------------------------------- tuning mechanics
@@ -189,10 +190,10 @@ def test_array_features_and_skipped_output_columns(spark, small_df):
     model = TFClassifier(hiddenLayers=[8], epochs=1).fit(arrays)
     out = model.setProbabilityCol("").setRawPredictionCol("").transform(arrays)
     assert out.columns == ["id", "features", "label", "prediction"]
-    model_v = TFClassifier(hiddenLayers=[8], epochs=1).fit(small_df)
-    a = [r.prediction for r in out.orderBy("id").collect()]
-    b = [r.prediction for r in model_v.transform(small_df).orderBy("id").collect()]
-    assert a == b
+    rows = out.orderBy("id").collect()
+    x = np.array([r.features for r in rows], np.float32)
+    expected = model.graph.load()({"features:0": x})["probability:0"].argmax(axis=1)
+    np.testing.assert_array_equal([r.prediction for r in rows], expected)
     with pytest.raises(ValueError, match="output column 'label'"):
         model.setPredictionCol("label").transform(arrays)
 

@@ -1,0 +1,117 @@
+"""Fault-injection jobs run in a subprocess by test_reliability.py (each needs its own SparkContext).
+
+    python tests/fault_jobs.py label-executor-loss OUT.json
+    python tests/fault_jobs.py label-worker-crash OUT.json
+
+Each prints nothing useful and writes a JSON result the test compares.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import conftest  # noqa: E402  (sets loopback and interpreter variables)
+
+import numpy as np  # noqa: E402
+
+
+def _session(master, **conf):
+    b = conftest.spark_builder(master)
+    for k, v in conf.items():
+        b = b.config(k, v)
+    s = b.getOrCreate()
+    s.sparkContext.setLogLevel("ERROR")
+    return s
+
+
+def _wait_executors(sc, n, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sc._jsc.sc().getExecutorMemoryStatus().size() >= n + 1:  # + the driver
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"only {sc._jsc.sc().getExecutorMemoryStatus().size() - 1} of {n} executors registered")
+
+
+def executor_pids(app_id):
+    """PIDs of this application's executor JVMs (ps -ww shows the full command line)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()
+            if "CoarseGrainedExecutorBackend" in line and app_id in line]
+
+
+def _label_job(spark, n_rows=5000, partitions=8):
+    from sparkdl_lite import TFGraph, TFImageTransformer, images_from_numpy
+    from sparkdl_lite.datasets import read_idx
+
+    x = read_idx(os.path.join(conftest.FASHION_DIR, "t10k-images-idx3-ubyte.gz"))[:n_rows]
+    model = conftest.small_cnn((28, 28, 1), seed=0)
+    df = images_from_numpy(spark, x, labels=list(range(n_rows)), num_partitions=partitions)
+    t = TFImageTransformer(graph=TFGraph.from_keras(model), inputCol="image", outputCol="p", channelOrder="L",
+                           scale=1 / 255, batchSize=250, outputMode="array")
+    return t.transform(df).select("label", "p")
+
+
+def _collect(df):
+    rows = df.collect()
+    return {int(r.label): np.asarray(r.p, np.float64) for r in rows}, len(rows)
+
+
+def _max_diff(a, b):
+    """Largest difference between two {label: output} maps (inf when their keys differ)."""
+    if a.keys() != b.keys():
+        return float("inf")
+    return float(max(np.abs(a[k] - b[k]).max() for k in a))
+
+
+def label_executor_loss(out):
+    spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m",
+                                                     "spark.task.maxFailures": "4"})
+    sc = spark.sparkContext
+    _wait_executors(sc, 2)
+    clean, n_clean = _collect(_label_job(spark))
+    killed = []
+
+    def killer():
+        tracker = sc.statusTracker()
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            for job in tracker.getActiveJobsIds():
+                info = tracker.getJobInfo(job)
+                for sid in info.stageIds if info else []:
+                    st = tracker.getStageInfo(sid)
+                    if st and st.numCompletedTasks >= 2:
+                        pids = executor_pids(sc.applicationId)
+                        if pids:
+                            os.kill(pids[0], signal.SIGKILL)
+                            killed.append(pids[0])
+                            return
+            time.sleep(0.2)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    faulty, n_faulty = _collect(_label_job(spark))
+    th.join(timeout=5)
+    json.dump({"killed": killed, "n_clean": n_clean, "n_faulty": n_faulty, "max_diff": _max_diff(clean, faulty),
+               "executors_after": sc._jsc.sc().getExecutorMemoryStatus().size() - 1}, open(out, "w"))
+    spark.stop()
+
+
+def label_worker_crash(out):
+    marker = os.environ["SPARKDL_LITE_TEST_KILL_WORKER"]
+    spark = _session("local[2,3]")
+    clean, n_clean = _collect(_label_job(spark, n_rows=600, partitions=4))
+    open(marker, "w").close()  # the first Python worker to see it exits with os._exit mid-transform
+    faulty, n_faulty = _collect(_label_job(spark, n_rows=600, partitions=4))
+    json.dump({"marker_consumed": not os.path.exists(marker), "n_clean": n_clean, "n_faulty": n_faulty,
+               "max_diff": _max_diff(clean, faulty)}, open(out, "w"))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    mode, out_path = sys.argv[1], sys.argv[2]
+    {"label-executor-loss": label_executor_loss, "label-worker-crash": label_worker_crash}[mode](out_path)
