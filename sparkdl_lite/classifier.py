@@ -279,11 +279,11 @@ def _num_classes(dataset: DataFrame, label: str, y: np.ndarray) -> int:
     name = "TFClassifier"
     integral = np.isfinite(y) & (y == np.round(y))
     if not integral.all():
-        bad = y[~integral][0]
+        bad = float(y[~integral][0])
         raise ValueError(f"{name}: labelCol {label!r} must hold integral class indices 0..K-1; got {bad!r}. "
                          f"Use StringIndexer to turn other labels into indices.")
     if (y < 0).any():
-        raise ValueError(f"{name}: labelCol {label!r} must hold class indices >= 0; got {y[y < 0][0]!r}.")
+        raise ValueError(f"{name}: labelCol {label!r} must hold class indices >= 0; got {int(y[y < 0][0])!r}.")
     k = int(y.max()) + 1
     attr = dataset.schema[label].metadata.get("ml_attr", {}) if dataset.schema[label].metadata else {}
     if attr.get("type") == "nominal":

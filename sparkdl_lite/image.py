@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["CHANNEL_ORDERS", "MODE_BY_CHANNELS", "ImageBatch", "decode_batch", "encode_images",
-           "make_preprocess", "images_from_numpy", "read_images", "image_schema"]
+           "make_preprocess", "images_from_numpy", "read_images", "image_schema", "decode_file"]
 
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
 MODE_BY_CHANNELS = {1: 0, 3: 16, 4: 24}  # OpenCV CV_8UC1 / CV_8UC3 / CV_8UC4
@@ -213,23 +213,104 @@ def images_from_numpy(spark: Any, array: np.ndarray, labels: Optional[Sequence[A
     return df
 
 
-def read_images(spark: Any, path: str, *, recursive: bool = False, drop_invalid: bool = False,
-                sample_ratio: float = 1.0, num_partitions: Optional[int] = None, column: str = "image") -> Any:
-    """Read image files (PNG, JPEG, BMP, GIF...) with Spark's image source.
+def decode_file(content: bytes) -> Tuple[int, int, int, int, bytes, Optional[str]]:
+    """Decode one image file with Pillow into Spark's layout: ``(h, w, c, mode, BGR(A) bytes, error)``.
 
-    Invalid files stay as rows with ``height == -1`` unless ``drop_invalid``; 0-byte files are
-    skipped by Spark. ``path`` may be a directory, a glob, or any Hadoop file system URI.
+    16-bit images keep their high byte (``value >> 8``), unlike Spark's image source which keeps
+    only the low byte of 16-bit gray. Palette, CMYK and other modes become RGB (RGBA when the
+    image has transparency). A file that cannot be decoded gives ``(-1, -1, -1, -1, b"", reason)``.
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not content:
+        return -1, -1, -1, -1, b"", "the file is empty (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(content)) as im:
+            im.load()
+            fmt = im.format
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.uint32)
+                arr = (arr >> 8).astype(np.uint8) if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else arr.astype(np.uint8)
+            elif im.mode in ("L", "RGB", "RGBA"):
+                arr = np.asarray(im, dtype=np.uint8)
+            elif im.mode == "1":
+                arr = np.asarray(im.convert("L"), dtype=np.uint8)
+            else:
+                has_alpha = "A" in im.mode or "transparency" in im.info
+                arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return -1, -1, -1, -1, b"", f"cannot decode the file: {exc}"
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    c = arr.shape[-1]
+    if c >= 3:
+        arr = np.concatenate([arr[..., 2::-1], arr[..., 3:]], axis=-1)  # RGB(A) -> BGR(A)
+    del fmt
+    return arr.shape[0], arr.shape[1], c, MODE_BY_CHANNELS[c], np.ascontiguousarray(arr).tobytes(), None
+
+
+def read_images(spark: Any, path: str, *, recursive: bool = False, drop_invalid: bool = False,
+                sample_ratio: float = 1.0, num_partitions: Optional[int] = None, column: str = "image",
+                decoder: str = "spark") -> Any:
+    """Read image files (PNG, JPEG, BMP, GIF...) into a column of Spark image structs.
+
+    ``decoder="spark"`` (default) uses Spark's image source (``spark.read.format("image")``):
+    invalid files stay as rows with ``height == -1`` unless ``drop_invalid``, 0-byte files are
+    skipped by Spark, and a 16-bit PNG keeps only the low byte of each gray pixel.
+    ``decoder="pillow"`` reads the files with Spark's ``binaryFile`` source and decodes them with
+    Pillow on the executors: 16-bit images keep their high byte, WebP and TIFF work, 0-byte files
+    are kept as invalid rows, and a ``<column>_error`` column says why a file could not be decoded.
+    ``path`` may be a directory, a glob, or any Hadoop file system URI.
 
     .. versionadded:: 0.1.0
     """
-    reader = spark.read.format("image").option("dropInvalid", drop_invalid)
-    if recursive:
-        reader = reader.option("recursiveFileLookup", "true")
-    if sample_ratio != 1.0:
-        reader = reader.option("sampleRatio", sample_ratio)
-    df = reader.load(path)
-    if column != "image":
-        df = df.withColumnRenamed("image", column)
+    if decoder not in ("spark", "pillow"):
+        raise ValueError(f"read_images: decoder must be 'spark' or 'pillow'; got {decoder!r}.")
+    if decoder == "pillow":
+        df = _read_with_pillow(spark, path, recursive=recursive, column=column)
+        if drop_invalid:
+            df = df.filter(f"{column}.height >= 0")
+        if sample_ratio != 1.0:
+            df = df.sample(fraction=sample_ratio, seed=0)
+    else:
+        reader = spark.read.format("image").option("dropInvalid", drop_invalid)
+        if recursive:
+            reader = reader.option("recursiveFileLookup", "true")
+        if sample_ratio != 1.0:
+            reader = reader.option("sampleRatio", sample_ratio)
+        df = reader.load(path)
+        if column != "image":
+            df = df.withColumnRenamed("image", column)
     if num_partitions:
         df = df.repartition(num_partitions)
     return df
+
+
+def _read_with_pillow(spark: Any, path: str, *, recursive: bool, column: str) -> Any:
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    reader = spark.read.format("binaryFile")
+    if recursive:
+        reader = reader.option("recursiveFileLookup", "true")
+    files = reader.load(path)
+    out_type = StructType([StructField("image", image_schema(), True), StructField("error", StringType(), True)])
+
+    @pandas_udf(out_type)
+    def decode(paths, contents):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        images, errors = [], []
+        for origin, content in zip(paths, contents):
+            h, w, c, mode, data, err = decode_file(bytes(content) if content is not None else b"")
+            images.append({"origin": origin, "height": h, "width": w, "nChannels": c, "mode": mode, "data": data})
+            errors.append(err)
+        return pd.DataFrame({"image": images, "error": errors})
+
+    del pa
+    decoded = files.select(decode(F.col("path"), F.col("content")).alias("_d"))
+    return decoded.select(F.col("_d.image").alias(column), F.col("_d.error").alias(f"{column}_error"))

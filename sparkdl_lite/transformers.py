@@ -546,7 +546,8 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         udf = _image_udf(graph_bc, graph.digest, spec, options, return_type)
         out = dataset.withColumn(_TMP, udf.asNondeterministic()(F.col(self.getInputCol())))
         value = F.col(f"{_TMP}.value")
-        out = out.withColumn(self.getOutputCol(), array_to_vector(value) if mode == "vector" else value)
+        vec = F.when(value.isNull(), F.lit(None)).otherwise(array_to_vector(value))  # array_to_vector fails on null
+        out = out.withColumn(self.getOutputCol(), vec if mode == "vector" else value)
         if self.getErrorMode() == "null":
             out = out.withColumn(spec["err_col"], F.col(f"{_TMP}.error"))
         return out.drop(_TMP)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, TextIO
@@ -318,7 +319,7 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     line_keys = [n for n in names if n not in (x_param, panel_key)
                  and len({json.dumps(r.get(n), default=str) for r in rows}) > 1]
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 0.6, 4.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 0.8, 4.8), sharey=True, squeeze=False)
     xs_all = [r.get(x_param) for r in rows] if x_param else list(range(len(rows)))
     positive = [x for x in xs_all if isinstance(x, (int, float)) and x > 0]
     log_x = bool(positive) and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10
@@ -342,29 +343,34 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
                         markersize=5, linewidth=1.8, capsize=3, color=color, label=label)
             for x, y, _, r in pts:
                 if r.get("diverged"):
-                    ax.plot([x], [y], marker="x", markersize=11, color="crimson", linestyle="none")
+                    ax.plot([x], [y], marker="x", markersize=12, markeredgewidth=2.5, color="crimson", linestyle="none",
+                            zorder=6)
                 if r.get("best"):
                     ax.plot([x], [y], marker="*", markersize=17, color="gold", markeredgecolor="black",
                             linestyle="none", zorder=5)
-                    ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(8, -14), fontsize=9)
+                    ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(0, 11), ha="center",
+                                va="bottom", fontsize=9, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8})
         if log_x:
             ax.set_xscale("log")
-        ax.set_xlabel(x_param or "param map")
+            ticks = sorted({float(x) for x in xs_all})
+            if len(ticks) <= 12:  # label the grid values themselves: 1e-4, 3e-4, 1e-3...
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                ax.minorticks_off()
+        ax.margins(x=0.08, y=0.15)
+        ax.set_xlabel((x_param or "param map") + (" (log scale)" if log_x else ""))
         ax.grid(True, which="major", alpha=0.45)
-        ax.grid(True, which="minor", alpha=0.15)
         if panel_key:
             ax.set_title(f"{panel_key} = {panel}")
-        ax.legend(title=", ".join(_SHORT_NAMES.get(k, k) for k in line_keys) or None, fontsize=9, title_fontsize=9,
-                  loc="best")
+        ax.legend(fontsize=9, loc="best")
     axes[0][0].set_ylabel(ylabel)
     if any(r.get("diverged") for r in rows):
-        axes[0][-1].plot([], [], marker="x", color="crimson", linestyle="none", label="diverged")
+        axes[0][-1].plot([], [], marker="x", markeredgewidth=2.5, color="crimson", linestyle="none", label="diverged")
         axes[0][-1].legend(fontsize=9, loc="best")
     if title is None:
         folds = rows[0].get("folds")
         how = f"{folds}-fold cross-validation" if folds and folds > 1 else "train/validation split"
         title = f"{ylabel.split(' (')[0].capitalize()} vs {x_param or 'param map'} ({how}, {len(rows)} param maps)"
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle("\n".join(textwrap.wrap(title, width=int(62 * len(panels) ** 0.8))), fontsize=11)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
