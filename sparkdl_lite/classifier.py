@@ -10,6 +10,7 @@ per-worker runtime as deployment) and derives ``prediction`` on the JVM.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import threading
@@ -352,6 +353,23 @@ def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_
         return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}")
 
 
+_RESULT_SCHEMA = ("index long, graph binary, inputs array<string>, outputs array<string>, history string, "
+                  "info string, error string")
+_RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inputs", pa.list_(pa.string())),
+                           ("outputs", pa.list_(pa.string())), ("history", pa.string()), ("info", pa.string()),
+                           ("error", pa.string())])
+
+
+def _train_batches(batches: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
+    """mapInArrow body: train the param map of each index row; one Arrow row of results each."""
+    for batch in batches:
+        for index in batch.column(0).to_pylist():
+            _, graph, inputs, outputs, history, info, error = _train_task(int(index), **kwargs)
+            row = {"index": int(index), "graph": graph, "inputs": inputs, "outputs": outputs,
+                   "history": json.dumps(history), "info": json.dumps(info), "error": error}
+            yield pa.RecordBatch.from_pylist([row], schema=_RESULT_ARROW)
+
+
 class _ModelIterator:
     """Thread-safe ``(index, model)`` iterator; the training job runs once, on the first ``next()``."""
 
@@ -586,6 +604,7 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
                 cfg["fail_on"] = f"injected failure for param map {i} ({_FAIL_ENV})"
             configs.append(cfg)
         scale = 1.0 / 255.0 if kind == "image" else None
+        spark = dataset.sparkSession
         master = sc.master or ""
         local_mode = master.startswith("local") and not master.startswith("local-cluster")
         uid = self.uid
@@ -593,13 +612,17 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
         def run() -> Dict[int, Tuple[Any, ...]]:
             data_bc = sc.broadcast({"x": x, "y": y})
             try:
-                task = functools.partial(_train_task, data_bc=data_bc, configs=configs, num_classes=num_classes,
+                task = functools.partial(_train_batches, data_bc=data_bc, configs=configs, num_classes=num_classes,
                                          scale=scale, local_mode=local_mode)
-                rdd = sc.parallelize(range(len(configs)), len(configs)).map(task)
-                rows = self._with_description(sc, f"TFClassifier {uid}: train {len(configs)} param map(s)", rdd.collect)
+                # One row and one partition per param map. mapInArrow (not an RDD map) runs in the same
+                # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
+                n = len(configs)
+                jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA)
+                table = self._with_description(sc, f"TFClassifier {uid}: train {n} param map(s)", jobs.toArrow)
             finally:
                 data_bc.destroy()
-            return {r[0]: r for r in rows}
+            return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
+                                 json.loads(r["info"]), r["error"]) for r in table.to_pylist()}
 
         def build(result: Tuple[Any, ...]) -> TFClassificationModel:
             index, graph_bytes, inputs, outputs, history, info, error = result

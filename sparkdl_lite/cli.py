@@ -443,9 +443,16 @@ def cmd_label(args: argparse.Namespace) -> int:
             images = read_images(spark, args.images, recursive=args.recursive)
         except Exception as exc:  # noqa: BLE001 - an AnalysisException for a missing path
             raise UsageError(f"--images {args.images!r}: {str(exc).splitlines()[0]}") from None
+        rows_in = images.count()
         if args.partitions:
             images = images.repartition(args.partitions)
-        rows_in = images.count()
+        else:
+            # The file source packs ~32 small images per partition; each partition is a task with its own
+            # Python/Arrow round trip, so merge them to ~4,096 images a task, but keep every core busy.
+            n = images.rdd.getNumPartitions()
+            target = min(n, max(sc.defaultParallelism, -(-rows_in // 4096)))
+            if target < n:
+                images = images.coalesce(target)
         out = _labeled(kind, model, images)
         if names:
             lookup = F.array(*[F.lit(n) for n in names])
@@ -538,7 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--out", required=True, help="parquet output path: origin, prediction, probability, error[, label_name]")
     lab.add_argument("--class-names", help="comma-separated names of the classes 0, 1, ..., or fashion-mnist / mnist")
     lab.add_argument("--recursive", action="store_true", help="read images in sub-directories too")
-    lab.add_argument("--partitions", type=int, help="repartition the images into this many partitions")
+    lab.add_argument("--partitions", type=int,
+                     help="repartition the images into this many partitions (default: merge the file source's small "
+                          "partitions to about 4,096 images each, at least one per core)")
     lab.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
     lab.add_argument("--quiet", action="store_true", help="no progress line")
     lab.set_defaults(func=cmd_label)

@@ -267,6 +267,12 @@ def _sort_key(value: Any) -> Any:
     return (2, str(value))
 
 
+def _dodge(x: Any, shift: float, log_x: bool) -> Any:
+    if not shift or not isinstance(x, (int, float)):
+        return x
+    return x * 10 ** shift if log_x else x + shift
+
+
 def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: Optional[str] = None, *,
                      x_param: Optional[str] = None, title: Optional[str] = None) -> str:
     """Draw the error of each param map against the learning rate, one line per layer width.
@@ -324,16 +330,22 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     positive = [x for x in xs_all if isinstance(x, (int, float)) and x > 0]
     log_x = bool(positive) and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10
     cmap = plt.get_cmap("viridis")
-    groups_all = sorted({tuple(json.dumps(r.get(k), default=str) for k in line_keys) for r in rows})
+    groups_all = sorted({tuple(json.dumps(r.get(k), default=str) for k in line_keys) for r in rows},
+                        key=lambda g: [_sort_key(json.loads(v)) for v in g])
     colors = {g: cmap(0.1 + 0.75 * i / max(1, len(groups_all) - 1)) for i, g in enumerate(groups_all)}
+    has_std = any(r.get("std") for r in rows)
     for ax, panel in zip(axes[0], panels, strict=True):
         sub = [r for r in rows if panel_key is None or r.get(panel_key) == panel]
         groups: Dict[tuple, List[Mapping[str, Any]]] = {}
         for r in sub:
             groups.setdefault(tuple(json.dumps(r.get(k), default=str) for k in line_keys), []).append(r)
-        for gkey in sorted(groups, key=lambda g: [_sort_key(json.loads(v)) for v in g]):
+        ordered = sorted(groups, key=lambda g: [_sort_key(json.loads(v)) for v in g])
+        for j, gkey in enumerate(ordered):
             members = sorted(groups[gkey], key=lambda r: (r.get(x_param) if x_param else r["index"]))
-            pts = [(r.get(x_param) if x_param else r["index"], r.get(ykey), r.get("std") or 0.0, r) for r in members]
+            # Nudge each line sideways a little so error bars at the same x do not hide each other.
+            shift = (j - (len(ordered) - 1) / 2) * (0.025 if has_std else 0.0)
+            pts = [(_dodge(r.get(x_param) if x_param else r["index"], shift, log_x), r.get(ykey), r.get("std") or 0.0, r)
+                   for r in members]
             pts = [p for p in pts if p[1] is not None]
             label = ", ".join(_label(k, json.loads(v)) for k, v in zip(line_keys, gkey, strict=True)) or "all param maps"
             if not pts:
@@ -348,8 +360,8 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
                 if r.get("best"):
                     ax.plot([x], [y], marker="*", markersize=17, color="gold", markeredgecolor="black",
                             linestyle="none", zorder=5)
-                    ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(0, 11), ha="center",
-                                va="bottom", fontsize=9, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8})
+                    ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(0, -13), ha="center",
+                                va="top", fontsize=9, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8})
         if log_x:
             ax.set_xscale("log")
             ticks = sorted({float(x) for x in xs_all})
@@ -361,7 +373,9 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
         ax.grid(True, which="major", alpha=0.45)
         if panel_key:
             ax.set_title(f"{panel_key} = {panel}")
-        ax.legend(fontsize=9, loc="best")
+        folds = rows[0].get("folds")
+        ax.legend(fontsize=9, title_fontsize=8, loc="best",
+                  title=f"bars: ±1 std over {folds} folds" if has_std and folds else None)
     axes[0][0].set_ylabel(ylabel)
     if any(r.get("diverged") for r in rows):
         axes[0][-1].plot([], [], marker="x", markeredgewidth=2.5, color="crimson", linestyle="none", label="diverged")
@@ -370,7 +384,7 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
         folds = rows[0].get("folds")
         how = f"{folds}-fold cross-validation" if folds and folds > 1 else "train/validation split"
         title = f"{ylabel.split(' (')[0].capitalize()} vs {x_param or 'param map'} ({how}, {len(rows)} param maps)"
-    fig.suptitle("\n".join(textwrap.wrap(title, width=int(62 * len(panels) ** 0.8))), fontsize=11)
+    fig.suptitle("\n".join(textwrap.wrap(title, width=int(78 * len(panels) ** 0.8))), fontsize=11)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -491,7 +505,7 @@ def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optio
     if plot:
         lines += ["", "## Sensitivity", "", f"![validation error vs learning rate]({plot})"]
     lines += ["", "## All param maps", ""]
-    header = ["#"] + names + [f"mean {metric}", "std", "error", "train s", "executor", "diverged", ""]
+    header = ["#"] + names + [f"mean {metric}", "std", "error", "train s (all folds)", "executor", "diverged", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + " --- |" * len(header))
     for r in rows:

@@ -1,0 +1,109 @@
+"""fitMultiple on a real multi-JVM cluster: local-cluster[2,1,1024] (two executor JVMs, one core each).
+
+A process holds one SparkContext, and the session fixture's is local[2]; the cluster run therefore
+happens in a child Python process, which prints its results as JSON for this test to compare with
+the same fitMultiple run in local mode.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+SETUP = textwrap.dedent("""
+    import numpy as np
+    import pandas as pd
+    from pyspark.ml.functions import array_to_vector
+
+    from sparkdl_lite.classifier import TFClassifier
+    from sparkdl_lite.datasets import load_digits_split
+
+
+    def frames(spark):
+        x_train, x_test, y_train, y_test = load_digits_split()
+        make = lambda x, y: spark.createDataFrame(pd.DataFrame({
+            "id": np.arange(len(x)), "features": list(x.astype(np.float64)), "label": y.astype(np.int64)
+        })).withColumn("features", array_to_vector("features"))
+        return make(x_train[:400], y_train[:400]), make(x_test[:100], y_test[:100])
+
+
+    def fit_all(spark):
+        train_df, test_df = frames(spark)
+        clf = TFClassifier(epochs=2, seed=11)
+        maps = [{clf.hiddenLayers: h, clf.learningRate: lr} for h in ([8], [16]) for lr in (1e-3, 1e-2)]
+        out = {}
+        for index, model in clf.fitMultiple(train_df, maps):
+            rows = model.transform(test_df).orderBy("id").select("probability").collect()
+            out[index] = {"executorId": model.trainingInfo["executorId"], "pid": model.trainingInfo["pid"],
+                          "probability": [r.probability.toArray().tolist() for r in rows]}
+        return out
+""")
+
+CHILD = textwrap.dedent("""
+    import json, os, shutil, sys, time
+    sys.path.insert(0, {tests!r})
+    from conftest import spark_builder
+    from pyspark.find_spark_home import _find_spark_home
+    from sparkdl_lite_cluster_setup import fit_all
+
+    spark = (spark_builder("local-cluster[2,1,1024]")
+             .config("spark.executor.memory", "1024m")
+             .config("spark.executorEnv.SPARK_LOCAL_IP", "127.0.0.1")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    sc = spark.sparkContext
+    deadline = time.time() + 180
+    while sc._jsc.sc().getExecutorMemoryStatus().size() < 3:  # the driver and both executors
+        if time.time() > deadline:
+            raise SystemExit("the two executors did not register within 180 s")
+        time.sleep(0.5)
+    app = sc.applicationId
+    try:
+        result = fit_all(spark)
+    finally:
+        spark.stop()
+        # local-cluster workers write under $SPARK_HOME/work/<app id>; remove what this run wrote.
+        work = os.path.join(_find_spark_home(), "work")
+        shutil.rmtree(os.path.join(work, app), ignore_errors=True)
+        try:
+            os.rmdir(work)
+        except OSError:
+            pass
+    print("RESULT " + json.dumps(result))
+""")
+
+
+def test_fitMultiple_on_two_executor_jvms_matches_local_mode(spark, tmp_path):
+    (tmp_path / "sparkdl_lite_cluster_setup.py").write_text(SETUP)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=TESTS_DIR))
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+               SPARK_LOCAL_IP="127.0.0.1", PYTHONPATH=os.pathsep.join(
+                   [str(tmp_path), os.path.dirname(TESTS_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env.pop("SPARKDL_LITE_TEST_FAIL_INDEX", None)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=540,
+                          cwd=str(tmp_path))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"child failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    cluster = {int(k): v for k, v in json.loads(lines[-1][len("RESULT "):]).items()}
+
+    # Tasks ran on both executor JVMs, recorded per model.
+    executors = {v["executorId"] for v in cluster.values()}
+    print(f"\nlocal-cluster executor ids per param map: {[cluster[i]['executorId'] for i in range(4)]}")
+    assert sorted(cluster) == [0, 1, 2, 3]
+    assert executors == {"0", "1"}
+
+    # The same param maps in local mode (this process, local[2]) give the same models.
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from sparkdl_lite_cluster_setup import fit_all
+    finally:
+        sys.path.remove(str(tmp_path))
+    local = fit_all(spark)
+    assert {v["executorId"] for v in local.values()} == {"driver"}
+    for i in range(4):
+        np.testing.assert_allclose(cluster[i]["probability"], local[i]["probability"], atol=1e-6)
