@@ -35,6 +35,7 @@ def spark_session(master: str = "local[2]", conf: Optional[Dict[str, str]] = Non
 
     b = (SparkSession.builder.master(master).appName(app)
          .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
          .config("spark.driver.host", "127.0.0.1")
          .config("spark.driver.bindAddress", "127.0.0.1")
          .config("spark.sql.shuffle.partitions", "4")
@@ -54,11 +55,11 @@ def wait_for_executors(spark: Any, n: int, timeout: float = 180.0) -> float:
     sc = spark.sparkContext
     t0 = time.perf_counter()
     while True:
-        ids = [e for e in sc._jsc.sc().getExecutorIds()]  # noqa: SLF001 - no public API for this
-        if len(ids) >= n:
+        have = sc._jsc.sc().getExecutorMemoryStatus().size() - 1  # noqa: SLF001 - the driver counts as one
+        if have >= n:
             return time.perf_counter() - t0
         if time.perf_counter() - t0 > timeout:
-            raise RuntimeError(f"only {len(ids)} of {n} executors registered after {timeout:.0f} s")
+            raise RuntimeError(f"only {have} of {n} executors registered after {timeout:.0f} s")
         time.sleep(0.25)
 
 

@@ -6,7 +6,9 @@ For each model (a small CNN on 28 x 28 x 1 Fashion-MNIST images, MobileNetV2 wit
 raw       the frozen graph called in this process on float32 numpy batches (model-ready input),
           TF given as many threads as Spark has task slots in total: the limit;
 pbu       ``pyspark.ml.functions.predict_batch_udf`` fed flat ``array<float>`` model-ready rows,
-          as its docs show (``input_tensor_shapes``); its predict function runs the same frozen graph;
+          as its docs show (``input_tensor_shapes``; ``make_predict_fn`` loads the model from a
+          file); its predict function runs the same frozen graph; TF keeps its default threads;
+pbu1      the same, with TF given the task's CPUs (1 thread), as our stages do;
 image     ``TFImageTransformer`` fed Spark image structs (uint8 bytes, OpenCV order), with the
           cast / channel swap / scaling fused in front of the graph;
 tensor    ``TFTransformer`` fed the same ``array<float>`` rows as pbu;
@@ -14,6 +16,9 @@ tensor    ``TFTransformer`` fed the same ``array<float>`` rows as pbu;
 each Spark path reading its input from parquet on every pass (``-parquet``) and from a DataFrame
 cached in memory (``-cached``). Each pass runs ``select(sum(size(output)))`` so Spark runs the UDF on
 every row and moves every output. Rates are images/s, median of ``--repeats`` interleaved passes.
+Each Spark path runs in its own pool of Python workers (a distinct ``sc.environment`` entry), so TF
+thread settings and cached models never leak from one path into another; a small untimed pass
+right before each timed one makes sure that pool's workers are up and hold the model.
 
     .venv/bin/python benchmarks/infer.py                      # both models, defaults (~8 min on 2 cores)
     .venv/bin/python benchmarks/infer.py --models small --rows 20000 --repeats 5 --json out/infer.json
@@ -35,13 +40,19 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 MODELS = ("small", "mobilenet")
-DEFAULT_ROWS = {"small": 60000, "mobilenet": 800}
+DEFAULT_ROWS = {"small": 40000, "mobilenet": 600}
 DEFAULT_BATCH = {"small": 512, "mobilenet": 64}
 # Rows per Arrow batch sent to the Python worker (spark.sql.execution.arrow.maxRecordsPerBatch): a
 # few graph batches per Arrow batch amortises the per-batch round trip on the small model; one
 # graph batch per Arrow batch keeps a MobileNetV2 batch of floats (64 x 602 KB = 38 MB) bounded.
 DEFAULT_ARROW = {"small": 2048, "mobilenet": 64}
-PATHS = ["raw", "pbu-parquet", "image-parquet", "tensor-parquet", "pbu-cached", "image-cached", "tensor-cached"]
+KINDS = ("pbu", "pbu1", "image", "tensor")
+SOURCE_COL = {"pbu": "x", "pbu1": "x", "image": "image", "tensor": "x"}
+POOL_ENV = "SPARKDL_LITE_BENCH_POOL"
+
+
+def path_names(kinds) -> List[str]:
+    return ["raw"] + [f"{k}-parquet" for k in kinds] + [f"{k}-cached" for k in kinds]
 
 
 def per_model(value: Optional[str], default: Dict[str, int]) -> Dict[str, int]:
@@ -104,7 +115,7 @@ class Case:
         self.float_bytes = common.write_float_parquet(self.float_path, self.floats, files=files)
         self.image_bytes = common.write_image_parquet(self.image_path, self.images_bgr, files=files)
         # A small set with the same layout warms up every worker (graph load, TF start) before timing.
-        warm = 2 * batch * files
+        warm = files * min(batch, 32)
         self.warm_float_path = os.path.join(workdir, f"{name}-warm-floats")
         self.warm_image_path = os.path.join(workdir, f"{name}-warm-images")
         common.write_float_parquet(self.warm_float_path, self.floats[:warm], files=files)
@@ -113,7 +124,7 @@ class Case:
         self.setup_s = time.perf_counter() - t0
 
 
-def make_pbu(case: Case):
+def make_pbu(case: Case, task_threads: bool):
     """predict_batch_udf as its docs show: make_predict_fn loads the model from a file on the worker."""
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.types import ArrayType, FloatType
@@ -125,8 +136,9 @@ def make_pbu(case: Case):
 
         from sparkdl_lite import TFGraph, runtime
 
-        ctx = TaskContext.get()
-        runtime.configure_threads(int(ctx.cpus()) if ctx is not None else None)  # same TF threads as our stages
+        if task_threads:  # what our stages do; the docs leave TF's default (all cores per worker)
+            ctx = TaskContext.get()
+            runtime.configure_threads(int(ctx.cpus()) if ctx is not None else None)
         with open(graph_path, "rb") as f:
             run = TFGraph.from_bytes(f.read()).load([out_tensor], [in_tensor])
 
@@ -145,13 +157,14 @@ def spark_paths(case: Case) -> Dict[str, Callable[[Any], Any]]:
 
     from sparkdl_lite import TFImageTransformer, TFTransformer
 
-    pbu = make_pbu(case)
+    pbu, pbu1 = make_pbu(case, False), make_pbu(case, True)
     image = TFImageTransformer(graph=case.graph, inputCol="image", outputCol="out", outputMode="array",
                                channelOrder=case.channel_order, scale=case.scale, offset=case.offset,
                                batchSize=case.batch)
     tensor = TFTransformer(graph=case.graph, inputMapping={"x": case.in_tensor}, outputMapping={case.out_tensor: "out"},
                            outputMode="array", batchSize=case.batch)
     return {"pbu": lambda df: df.select(pbu(F.col("x")).alias("out")),
+            "pbu1": lambda df: df.select(pbu1(F.col("x")).alias("out")),
             "image": lambda df: image.transform(df).select("out"),
             "tensor": lambda df: tensor.transform(df).select("out")}
 
@@ -169,45 +182,53 @@ def checksum(df: Any) -> float:
     return float(df.select(F.sum(F.col("out")[3])).collect()[0][0])
 
 
-def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int) -> Dict[str, Any]:
+def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int, kinds: List[str]) -> Dict[str, Any]:
     from pyspark import StorageLevel
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
+    sc = spark.sparkContext
     raw_run = case.graph.load()
-    fns = spark_paths(case)
-    src_col = {"pbu": "x", "image": "image", "tensor": "x"}
+    all_fns = spark_paths(case)
+    fns = {k: all_fns[k] for k in kinds}
+    paths = path_names(kinds)
 
     def reader(kind: str, warm: bool = False):
         path = {"x": case.warm_float_path if warm else case.float_path,
                 "image": case.warm_image_path if warm else case.image_path}[kind]
         return spark.read.parquet(path)
 
-    # Warm-up and a correctness check: every path must give raw TF's outputs on the same rows.
+    def spark_pass(kind: str, df: Any, fn: Callable[[Any], Any] = consume) -> Any:
+        sc.environment[POOL_ENV] = kind  # this path's own Python worker pool
+        try:
+            return fn(fns[kind](df))
+        finally:
+            sc.environment.pop(POOL_ENV, None)
+
     def raw_pass(x: np.ndarray) -> np.ndarray:
         outs = [raw_run({case.in_tensor: x[i:i + case.batch]})[case.out_tensor] for i in range(0, len(x), case.batch)]
         return np.concatenate(outs)
 
+    # Warm-up and a correctness check: every path must give raw TF's outputs on the same rows.
     want = float(raw_pass(case.floats[:case.warm_rows])[:, 3].astype(np.float64).sum())
     check = {}
-    for kind, fn in fns.items():
-        got = checksum(fn(reader(src_col[kind], warm=True)))
+    for kind in fns:
+        got = spark_pass(kind, reader(SOURCE_COL[kind], warm=True), checksum)
         check[kind] = got
         if not np.isclose(got, want, rtol=1e-3, atol=1e-3 * case.warm_rows):
             raise SystemExit(f"infer.py: {case.name}/{kind} disagrees with raw TF on the warm-up rows: "
                              f"sum of output[3] = {got} vs {want}")
-        fn(reader(src_col[kind], warm=True))  # second pass: both workers have the graph now
     print(f"  [{case.name}] warm-up ok: sum(out[:,3]) raw={want:.4f} " +
           " ".join(f"{k}={v:.4f}" for k, v in check.items()), flush=True)
 
     cached = {}
-    for kind in ("x", "image"):
+    for kind in sorted({SOURCE_COL[k] for k in kinds}):
         df = reader(kind).persist(StorageLevel.MEMORY_ONLY)
         t0 = time.perf_counter()
         n = df.count()
         cached[kind] = df
         print(f"  [{case.name}] cached {kind}: {n} rows, {df.rdd.getNumPartitions()} partitions, "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-    parts = {kind: reader(kind).rdd.getNumPartitions() for kind in ("x", "image")}
+    parts = {kind: reader(kind).rdd.getNumPartitions() for kind in cached}
 
     def timed(path: str) -> float:
         if path == "raw":
@@ -215,33 +236,37 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int)
             raw_pass(case.floats)
             return case.rows / (time.perf_counter() - t0)
         kind, source = path.split("-")
+        # Untimed: starts this pool's workers again if Spark stopped them (idle > 1 min) and loads the model.
+        spark_pass(kind, reader(SOURCE_COL[kind], warm=True))
         t0 = time.perf_counter()
-        df = cached[src_col[kind]] if source == "cached" else reader(src_col[kind])
-        n = consume(fns[kind](df))
+        df = cached[SOURCE_COL[kind]] if source == "cached" else reader(SOURCE_COL[kind])
+        n = spark_pass(kind, df)
         dt = time.perf_counter() - t0
         width = n // case.rows
         if n != case.rows * width or width < 1:
             raise SystemExit(f"infer.py: {path} returned {n} output values for {case.rows} rows")
         return case.rows / dt
 
-    rates: Dict[str, List[float]] = {p: [] for p in PATHS}
+    rates: Dict[str, List[float]] = {p: [] for p in paths}
     for r in range(repeats):
-        order = PATHS[r % len(PATHS):] + PATHS[:r % len(PATHS)]  # rotate so no path always runs first
+        order = paths[r % len(paths):] + paths[:r % len(paths)]  # rotate so no path always runs first
         for path in order:
             rates[path].append(timed(path))
         print(f"  [{case.name}] repeat {r + 1}/{repeats}: " +
-              " ".join(f"{p}={rates[p][-1]:.0f}" for p in PATHS), flush=True)
+              " ".join(f"{p}={rates[p][-1]:.0f}" for p in paths), flush=True)
     for df in cached.values():
         df.unpersist()
     med = {p: common.median(v) for p, v in rates.items()}
     ratios = {}
-    for p in PATHS:
+    for p in paths:
         ratios[p] = {"vs_raw": med[p] / med["raw"]}
-        if p != "raw":
+        if p != "raw" and "pbu" in kinds:
             ratios[p]["vs_pbu"] = med[p] / med["pbu-" + p.split("-")[1]]
+        if p != "raw" and "pbu1" in kinds:
+            ratios[p]["vs_pbu1"] = med[p] / med["pbu1-" + p.split("-")[1]]
     return {"rows": case.rows, "batch_size": case.batch, "arrow_max_records_per_batch": arrow_batch,
             "raw_tf_threads": slots, "partitions": parts, "parquet_bytes": {"floats": case.float_bytes,
-            "images": case.image_bytes}, "setup_s": round(case.setup_s, 1), "images_per_s": rates,
+            "images": case.image_bytes}, "setup_s": round(case.setup_s, 1), "paths": paths, "images_per_s": rates,
             "median_images_per_s": med, "ratios": ratios, "warmup_checksums": {"raw": want, **check}}
 
 
@@ -251,12 +276,14 @@ def report(results: Dict[str, Any]) -> str:
         lines.append(f"\n{name}: {res['rows']} images, batch {res['batch_size']}, "
                      f"arrow.maxRecordsPerBatch {res['arrow_max_records_per_batch']}, raw TF threads {res['raw_tf_threads']}")
         rows = []
-        for p in PATHS:
+        for p in res["paths"]:
             r = res["ratios"][p]
             rows.append([p, f"{res['median_images_per_s'][p]:.1f}",
                          " ".join(f"{v:.0f}" for v in res["images_per_s"][p]),
-                         f"{r['vs_raw']:.2f}", f"{r['vs_pbu']:.2f}" if "vs_pbu" in r else "-"])
-        lines.append(common.table(rows, ["path", "images/s (median)", "each repeat", "vs raw TF", "vs pbu (same source)"]))
+                         f"{r['vs_raw']:.2f}", f"{r['vs_pbu']:.2f}" if "vs_pbu" in r else "-",
+                         f"{r['vs_pbu1']:.2f}" if "vs_pbu1" in r else "-"])
+        lines.append(common.table(rows, ["path", "images/s (median)", "each repeat", "vs raw TF",
+                                         "vs pbu (same source)", "vs pbu1 (same source)"]))
     return "\n".join(lines)
 
 
@@ -268,6 +295,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--arrow-batch", help=f"spark.sql.execution.arrow.maxRecordsPerBatch, same forms (default {DEFAULT_ARROW})")
     ap.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     ap.add_argument("--models", default="small,mobilenet", help="comma-separated subset of small,mobilenet")
+    ap.add_argument("--paths", default=",".join(KINDS), help=f"Spark paths to run, a subset of {','.join(KINDS)} (raw always runs)")
+    ap.add_argument("--pipelined", action="store_true", help="set spark.python.udf.pipelined.enabled=true (Spark >= 4.1)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved passes per path; the median is reported (default 3)")
     ap.add_argument("--files", type=int, default=None, help="parquet files per data set (default: 2 x task slots)")
     ap.add_argument("--driver-memory", default="6g", help="spark.driver.memory (holds the cached DataFrames in local mode)")
@@ -278,6 +307,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     for m in models:
         if m not in MODELS:
             raise SystemExit(f"infer.py: unknown model {m!r}; expected some of {list(MODELS)}.")
+    kinds = [k.strip() for k in args.paths.split(",") if k.strip()]
+    for k in kinds:
+        if k not in KINDS:
+            raise SystemExit(f"infer.py: unknown path {k!r}; expected some of {list(KINDS)}.")
     rows, batch, arrow = per_model(args.rows, DEFAULT_ROWS), per_model(args.batch_size, DEFAULT_BATCH), per_model(args.arrow_batch, DEFAULT_ARROW)
     slots = total_slots(args.master)
     files = args.files or 2 * slots
@@ -289,11 +322,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     tf.config.threading.set_inter_op_parallelism_threads(min(2, slots))
 
     info = common.machine()
-    spark = common.spark_session(args.master, {"spark.driver.memory": args.driver_memory,
-                                               "spark.executor.memory": "2g",
-                                               "spark.sql.files.maxPartitionBytes": str(2**30)})
+    conf = {"spark.driver.memory": args.driver_memory, "spark.executor.memory": "2g",
+            "spark.sql.files.maxPartitionBytes": str(2**30)}
+    if args.pipelined:
+        conf["spark.python.udf.pipelined.enabled"] = "true"
+    spark = common.spark_session(args.master, conf)
     workdir = args.workdir or tempfile.mkdtemp(prefix="sparkdl-lite-infer-")
     results: Dict[str, Any] = {"machine": info, "master": args.master, "task_slots": slots, "repeats": args.repeats,
+                               "pipelined": bool(args.pipelined),
                                "command": " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
                                "models": {}}
     t_all = time.perf_counter()
@@ -301,7 +337,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         for name in models:
             print(f"== {name}: preparing {rows[name]} images", flush=True)
             case = Case(name, rows[name], batch[name], workdir, files)
-            results["models"][name] = run_case(spark, case, args.repeats, arrow[name], slots)
+            results["models"][name] = run_case(spark, case, args.repeats, arrow[name], slots, kinds)
             results["models"][name]["loadavg_end"] = os.getloadavg()
             del case
     finally:

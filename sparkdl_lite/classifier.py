@@ -452,8 +452,10 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
     >>> model = clf.fit(train_df)  # doctest: +SKIP
     >>> model.transform(test_df).select("prediction", "probability").show(3)  # doctest: +SKIP
     >>> grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 1e-2]).build()
-    >>> cv = CrossValidator(estimator=clf, estimatorParamMaps=grid, numFolds=3,
-    ...                     evaluator=MulticlassClassificationEvaluator(metricName="accuracy"))
+    >>> len(grid), grid[1][clf.learningRate]
+    (2, 0.01)
+    >>> evaluator = MulticlassClassificationEvaluator(metricName="accuracy")  # doctest: +SKIP
+    >>> cv = CrossValidator(estimator=clf, estimatorParamMaps=grid, numFolds=3, evaluator=evaluator)  # doctest: +SKIP
     >>> cv.fit(train_df).avgMetrics  # doctest: +SKIP
 
     .. versionadded:: 0.1.0

@@ -22,11 +22,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__
 
-__all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_VALIDATION_FRACTION"]
+__all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID", "DEFAULT_VALIDATION_FRACTION"]
 
 #: Validation used when neither ``--folds`` nor ``--validation-fraction`` is given: one
 #: TrainValidationSplit with 20% of the training rows held out (K-fold costs K times the training).
 DEFAULT_VALIDATION_FRACTION = 0.2
+#: The grid of ``tune`` when ``--grid`` is not given: the reference experiment's learning rate x layer width.
+DEFAULT_GRID = "learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024"
 TUNE_TAG = "sparkdl-lite-tune"
 LABEL_TAG = "sparkdl-lite-label"
 _ARCHITECTURES = ("mlp", "cnn")
@@ -174,7 +176,8 @@ def _cluster_shape(sc: Any) -> Tuple[int, int]:
         infos = sc.statusTracker().getExecutorInfos()
     except Exception:  # noqa: BLE001 - best effort, for the report only
         infos = []
-    executors = 1 if _is_local(sc.master) else max(1, len(infos) - 1)
+    single = sc.master == "local" or sc.master.startswith("local[")  # not local-cluster[...]
+    executors = 1 if single else max(1, len(infos) - 1)
     return executors, int(sc.defaultParallelism)
 
 
@@ -517,9 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Spark (one model per task), refit the best, score both on the test set, and write "
                                    "results.csv, results.json, sensitivity.png, report.md and best_model/ into --out.")
     t.add_argument("--data", default="fashion-mnist", help="fashion-mnist | mnist | a directory of IDX files (default: fashion-mnist)")
-    t.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
-                   help="params to tune, e.g. \"learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024\"; "
-                        "256x128 (or 256;128) inside one value is a two-layer list. Tunable: " + ", ".join(TUNABLE_PARAMS))
+    t.add_argument("--grid", nargs="+", default=[DEFAULT_GRID], metavar="NAME=V1,V2",
+                   help="params to tune, space-separated name=comma,list; 256x128 (or 256;128) inside one value is a "
+                        f"two-layer list (default: \"{DEFAULT_GRID}\", the reference experiment's grid). "
+                        "Tunable: " + ", ".join(TUNABLE_PARAMS))
     t.add_argument("--architecture", default="mlp", choices=_ARCHITECTURES, help="architecture when not tuned (default: mlp)")
     t.add_argument("--epochs", type=int, default=5, help="epochs when not tuned (default: 5)")
     t.add_argument("--batch-size", type=int, default=128, help="batch size when not tuned (default: 128)")

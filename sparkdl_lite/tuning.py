@@ -3,7 +3,8 @@
 Everything here reads a fitted ``CrossValidatorModel`` / ``TrainValidationSplitModel`` (or plain
 lists handed in) and writes plain files: ``results.csv``, ``results.json``, ``sensitivity.png``
 and ``report.md``. :class:`SparkProgress` is the driver-side progress line of long Spark runs.
-Spark layer, thin: no TensorFlow import; matplotlib (Agg) is imported only to draw.
+Spark layer, thin: no TensorFlow import; matplotlib is imported only to draw (a bare ``Figure`` rendered
+by Agg, never pyplot, so a notebook's backend is left alone).
 """
 from __future__ import annotations
 
@@ -121,12 +122,12 @@ def results_table(model: Any = None, *, param_maps: Optional[Sequence[Mapping[An
 
     Examples
     --------
-    >>> from pyspark.ml.classification import LogisticRegression
-    >>> lr = LogisticRegression()
-    >>> rows = results_table(param_maps=[{lr.regParam: 0.1}, {lr.regParam: 1.0}], metrics=[0.9, 0.8],
+    >>> from sparkdl_lite.classifier import TFClassifier
+    >>> clf = TFClassifier()
+    >>> rows = results_table(param_maps=[{clf.learningRate: 1e-3}, {clf.learningRate: 1e-2}], metrics=[0.75, 0.5],
     ...                      metric_name="accuracy", larger_is_better=True)
-    >>> [(r["regParam"], r["error"], r["best"]) for r in rows]
-    [(0.1, 0.09999999999999998, True), (1.0, 0.19999999999999996, False)]
+    >>> [(r["learningRate"], r["error"], r["best"]) for r in rows]
+    [(0.001, 0.25, True), (0.01, 0.5, False)]
 
     .. versionadded:: 0.1.0
     """
@@ -303,9 +304,7 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     .. versionadded:: 0.1.0
     """
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and global state stay as they are
 
     if not rows:
         raise ValueError("sensitivity_plot: no rows to plot.")
@@ -325,11 +324,12 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     line_keys = [n for n in names if n not in (x_param, panel_key)
                  and len({json.dumps(r.get(n), default=str) for r in rows}) > 1]
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) + 0.8, 4.8), sharey=True, squeeze=False)
+    fig = Figure(figsize=(6.4 * len(panels) + 0.8, 4.8))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
     xs_all = [r.get(x_param) for r in rows] if x_param else list(range(len(rows)))
     positive = [x for x in xs_all if isinstance(x, (int, float)) and x > 0]
     log_x = bool(positive) and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     groups_all = sorted({tuple(json.dumps(r.get(k), default=str) for k in line_keys) for r in rows},
                         key=lambda g: [_sort_key(json.loads(v)) for v in g])
     colors = {g: cmap(0.1 + 0.75 * i / max(1, len(groups_all) - 1)) for i, g in enumerate(groups_all)}
@@ -383,12 +383,12 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     if title is None:
         folds = rows[0].get("folds")
         how = f"{folds}-fold cross-validation" if folds and folds > 1 else "train/validation split"
-        title = f"{ylabel.split(' (')[0].capitalize()} vs {x_param or 'param map'} ({how}, {len(rows)} param maps)"
+        x_name = {"learningRate": "learning rate"}.get(x_param or "", x_param or "param map")
+        title = f"{ylabel.split(' (')[0].capitalize()} vs {x_name} ({how}, {len(rows)} param maps)"
     fig.suptitle("\n".join(textwrap.wrap(title, width=int(78 * len(panels) ** 0.8))), fontsize=11)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=120)  # Agg, from the .png suffix
     return path
 
 

@@ -35,11 +35,14 @@ SETUP = textwrap.dedent("""
         train_df, test_df = frames(spark)
         clf = TFClassifier(epochs=2, seed=11)
         maps = [{clf.hiddenLayers: h, clf.learningRate: lr} for h in ([8], [16]) for lr in (1e-3, 1e-2)]
+        x_test = np.array([r.features.toArray() for r in test_df.orderBy("id").collect()], np.float32)
         out = {}
         for index, model in clf.fitMultiple(train_df, maps):
-            rows = model.transform(test_df).orderBy("id").select("probability").collect()
-            out[index] = {"executorId": model.trainingInfo["executorId"], "pid": model.trainingInfo["pid"],
-                          "probability": [r.probability.toArray().tolist() for r in rows]}
+            probability = model.graph.load()({"features:0": x_test})["probability:0"]
+            out[index] = {"executorId": model.trainingInfo["executorId"], "probability": probability.tolist()}
+            if index == 0:  # scoring on the executors gives what the graph gives on the driver
+                rows = model.transform(test_df).orderBy("id").select("probability").collect()
+                out[index]["transformed"] = [r.probability.toArray().tolist() for r in rows]
         return out
 """)
 
@@ -107,3 +110,5 @@ def test_fitMultiple_on_two_executor_jvms_matches_local_mode(spark, tmp_path):
     assert {v["executorId"] for v in local.values()} == {"driver"}
     for i in range(4):
         np.testing.assert_allclose(cluster[i]["probability"], local[i]["probability"], atol=1e-6)
+    np.testing.assert_allclose(cluster[0]["transformed"], cluster[0]["probability"], atol=1e-6)
+    np.testing.assert_allclose(local[0]["transformed"], local[0]["probability"], atol=1e-6)

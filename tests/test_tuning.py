@@ -13,11 +13,11 @@ from sparkdl_lite import tuning as tn
 
 @pytest.fixture(scope="module")
 def cv_run(spark):
-    """A 2-fold CrossValidator over 2 learning rates x 2 widths (8 models + refit), with sub-models."""
+    """A 2-fold CrossValidator over 2 param maps (4 models + refit), with sub-models."""
     pytest.importorskip("sklearn")
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.linalg import Vectors
-    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+    from pyspark.ml.tuning import CrossValidator
 
     from sparkdl_lite.classifier import TFClassifier
     from sparkdl_lite.datasets import load_digits_split
@@ -27,9 +27,8 @@ def cv_run(spark):
     df = spark.createDataFrame([(Vectors.dense(row.tolist()), int(label)) for row, label in zip(x, y)],
                                ["features", "label"]).cache()
     est = TFClassifier(hiddenLayers=[16], epochs=1, batchSize=32, seed=0)
-    grid = (ParamGridBuilder().addGrid(est.learningRate, [1e-3, 3e-2])
-            .addGrid(est.hiddenLayers, [[8], [32]]).build())
-    cv = CrossValidator(estimator=est, estimatorParamMaps=grid, numFolds=2, parallelism=4, collectSubModels=True,
+    grid = [{est.learningRate: 1e-3, est.hiddenLayers: [8]}, {est.learningRate: 3e-2, est.hiddenLayers: [32]}]
+    cv = CrossValidator(estimator=est, estimatorParamMaps=grid, numFolds=2, parallelism=2, collectSubModels=True,
                         evaluator=MulticlassClassificationEvaluator(metricName="accuracy"), seed=1)
     start = time.perf_counter()
     model = cv.fit(df)
@@ -39,10 +38,9 @@ def cv_run(spark):
 def test_results_table_from_cross_validator(cv_run):
     model, _ = cv_run
     rows = tn.results_table(model)
-    assert len(rows) == 4
+    assert len(rows) == 2
     assert tn.param_names(rows) == ["learningRate", "hiddenLayers"]
-    assert {(r["learningRate"], tuple(r["hiddenLayers"])) for r in rows} == {
-        (1e-3, (8,)), (3e-2, (8,)), (1e-3, (32,)), (3e-2, (32,))}
+    assert [(r["learningRate"], r["hiddenLayers"]) for r in rows] == [(1e-3, [8]), (3e-2, [32])]
     for r, mean, std in zip(rows, model.avgMetrics, model.stdMetrics):
         assert r["metric"] == "accuracy"
         assert r["mean"] == pytest.approx(mean) and r["std"] == pytest.approx(std)
@@ -59,11 +57,12 @@ def test_results_table_from_cross_validator(cv_run):
 
 def test_explicit_values_override_the_model(cv_run):
     model, _ = cv_run
-    rows = tn.results_table(model, train_seconds=[1.0, 2.0, 3.0, 4.0], executors=["a", "b", "c", "d"])
-    assert [r["train_seconds"] for r in rows] == [1.0, 2.0, 3.0, 4.0]
-    assert [r["executor"] for r in rows] == ["a", "b", "c", "d"]
-    assert tn.sequential_seconds(rows, [0.5]) == pytest.approx(10.5)
-    with pytest.raises(ValueError, match="3 entries for 4 param maps"):
+    rows = tn.results_table(model, train_seconds=[1.0, 2.0], executors=["a", "b"], diverged=[True, False])
+    assert [r["train_seconds"] for r in rows] == [1.0, 2.0]
+    assert [r["executor"] for r in rows] == ["a", "b"]
+    assert [r["diverged"] for r in rows] == [True, False]
+    assert tn.sequential_seconds(rows, [0.5]) == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="3 entries for 2 param maps"):
         tn.results_table(model, train_seconds=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="no param maps"):
         tn.results_table(param_maps=[], metrics=[])
@@ -74,12 +73,12 @@ def test_files_plot_and_report_agree(cv_run, tmp_path):
     rows = tn.results_table(model)
     paths = tn.write_results(rows, str(tmp_path), extra={"note": "digits"})
     doc = json.loads(open(paths["json"]).read())
-    assert doc["note"] == "digits" and len(doc["rows"]) == 4
+    assert doc["note"] == "digits" and len(doc["rows"]) == 2
     assert doc["best"]["mean"] == max(model.avgMetrics)
     with open(paths["csv"]) as f:
         header = f.readline().strip().split(",")
         assert header[:3] == ["index", "learningRate", "hiddenLayers"] and "train_seconds" in header
-        assert len(f.read().strip().splitlines()) == 4
+        assert len(f.read().strip().splitlines()) == 2
 
     png = tn.sensitivity_plot(rows, str(tmp_path / "sensitivity.png"))
     assert os.path.getsize(png) > 20_000
@@ -99,7 +98,7 @@ def test_files_plot_and_report_agree(cv_run, tmp_path):
     assert m and float(m.group(1)) == pytest.approx(doc["best"]["mean"], abs=5e-5)
     assert "= **50.0%**" in text  # (0.2 - 0.1) / 0.2
     assert "Sequential estimate" in text and "Speedup" in text and "![" in text
-    assert text.count("**best**") == 1 and len(re.findall(r"^\| \d+ \|", text, re.M)) == 4
+    assert text.count("**best**") == 1 and len(re.findall(r"^\| \d+ \|", text, re.M)) == 2
 
 
 def test_plot_panels_per_architecture_and_diverged(tmp_path):

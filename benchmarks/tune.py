@@ -1,0 +1,355 @@
+"""Tuning speed-up: K configurations trained one after another vs. one Spark task each.
+
+K configurations of the built-in ``cnn`` (TFClassifier's defaults: conv 32, 64; a learning-rate x
+hidden-layer grid) on a Fashion-MNIST sample, each sized to train for >= 20 s on one core, are trained
+
+(a) one after another in one process, TF on all cores (``training.train(threads=cores)``);
+(b) one after another in one process, TF on one thread (a separate process: TF fixes its thread
+    pools when it starts);
+(c) by ``TFClassifier.fitMultiple`` on ``local[2]`` (one task per configuration, 1 core each);
+(d) by ``TFClassifier.fitMultiple`` on ``local-cluster[2,1,2048]`` (two executor JVMs of one core),
+    timed after both executors have registered;
+
+and ``CrossValidator`` (3 folds, ``parallelism=K``) runs the same grid on ``local[2]``. Reported:
+wall times; speed-up of (c), (d) over (a) and (b); parallel efficiency (speed-up over (b) / task
+slots); per-task overhead = task wall time (Spark's task duration) - training time (``trainingInfo``),
+i.e. broadcast fetch, Python worker start, TF import, result transfer, as a share of the task time,
+with graph freezing and model building (inside ``train()`` but outside the epochs) shown apart; for
+CrossValidator the share of core-time idle, and of wall time with no training job running.
+Every variant runs in its own child process (same data, same configurations).
+
+    .venv/bin/python benchmarks/tune.py                       # ~10 min on 2 cores
+    .venv/bin/python benchmarks/tune.py --epochs 2 --sample 2000 --skip cv   # quick check
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+
+RESULT = "RESULT "
+VARIANTS = ("a", "b", "c", "d", "cv")
+
+
+# ----------------------------------------------------------------------------------------- shared set-up
+def grid_maps(clf: Any, args: argparse.Namespace) -> List[Dict[Any, Any]]:
+    from pyspark.ml.tuning import ParamGridBuilder
+
+    lrs = [float(v) for v in args.learning_rates.split(",")]
+    hidden = [[int(v)] for v in args.hidden.split(",")]
+    return ParamGridBuilder().addGrid(clf.learningRate, lrs).addGrid(clf.hiddenLayers, hidden).build()
+
+
+def make_classifier(args: argparse.Namespace):
+    from sparkdl_lite.classifier import TFClassifier
+
+    return TFClassifier(featuresCol="image", labelCol="label", architecture="cnn", epochs=args.epochs,
+                        batchSize=args.batch_size, seed=0)
+
+
+def load_data(args: argparse.Namespace):
+    from sparkdl_lite.datasets import load_fashion_mnist, sample
+
+    ds = sample(load_fashion_mnist(), args.sample, 10, seed=0)
+    return ds.x_train, ds.y_train
+
+
+def configs(args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """The training kwargs of every param map, exactly as fitMultiple hands them to ``training.train``."""
+    clf = make_classifier(args)
+    return [clf.copy(pm)._train_kwargs() for pm in grid_maps(clf, args)]  # noqa: SLF001 - same kwargs as the tasks
+
+
+# ----------------------------------------------------------------------------------------- children
+def child_sequential(args: argparse.Namespace) -> Dict[str, Any]:
+    """(a) / (b): every configuration in this process, TF with ``args.threads`` threads."""
+    t_start = time.perf_counter()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1 if args.threads == 1 else 2)
+    from sparkdl_lite import training
+
+    x, y = load_data(args)
+    x = x[..., None]  # N x 28 x 28 x 1 uint8, as fitMultiple collects image structs
+    t0 = time.perf_counter()
+    runs = []
+    for i, cfg in enumerate(configs(args)):
+        r = training.train(x, y, num_classes=10, scale=1 / 255.0, threads=args.threads, **cfg)
+        fit_s = sum(h["seconds"] for h in r.history)
+        runs.append({"index": i, "seconds": r.seconds, "fit_seconds": fit_s, "accuracy": r.history[-1]["accuracy"]})
+        print(f"  ({args.variant}) config {i}: {r.seconds:.1f} s (epochs {fit_s:.1f} s), train accuracy "
+              f"{r.history[-1]['accuracy']:.3f}", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+    return {"variant": args.variant, "threads": args.threads, "wall_s": wall, "startup_s": t0 - t_start, "runs": runs}
+
+
+def _stage_tasks(sc: Any, stage_id: int) -> List[Dict[str, Any]]:
+    """Task index, executor, duration and launch time of one stage, from Spark's status store."""
+    store = sc._jsc.sc().statusStore()  # noqa: SLF001 - PySpark has no API for task durations
+    out = []
+    it = store.taskList(stage_id, 0, 100000).iterator()
+    while it.hasNext():
+        t = it.next()
+        if t.duration().isEmpty() or t.status() != "SUCCESS":
+            continue
+        out.append({"index": int(t.index()), "executorId": str(t.executorId()), "duration_s": t.duration().get() / 1000.0,
+                    "launch_ms": int(t.launchTime().getTime())})
+    return out
+
+
+def _training_stages(sc: Any, group: str) -> List[Dict[str, Any]]:
+    """The stages of TFClassifier's training jobs in job group ``group``, with their tasks."""
+    tracker = sc.statusTracker()
+    store = sc._jsc.sc().statusStore()  # noqa: SLF001
+    stages = []
+    for job_id in sorted(tracker.getJobIdsForGroup(group)):
+        for sid in tracker.getJobInfo(job_id).stageIds:
+            sd = store.lastStageAttempt(sid)
+            desc = sd.description().get() if not sd.description().isEmpty() else ""
+            if ": train " not in desc:
+                continue
+            sub = sd.submissionTime().get().getTime() if not sd.submissionTime().isEmpty() else None
+            done = sd.completionTime().get().getTime() if not sd.completionTime().isEmpty() else None
+            stages.append({"stage": sid, "description": desc, "submitted_ms": sub, "completed_ms": done,
+                           "tasks": _stage_tasks(sc, sid)})
+    return stages
+
+
+def _overheads(models: List[Any], tasks: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    by_index = {t["index"]: t for t in tasks}
+    rows = []
+    for i, m in enumerate(models):
+        info = m.trainingInfo
+        task = by_index.get(info.get("partitionId", i))
+        fit_s = sum(h.get("seconds", 0.0) for h in m.history)
+        row = {"index": i, "executorId": info.get("executorId"), "pid": info.get("pid"), "train_s": info.get("seconds"),
+               "fit_s": fit_s, "task_s": task["duration_s"] if task else None}
+        if task:
+            row["outside_train_s"] = task["duration_s"] - info["seconds"]  # broadcast, worker, TF import, transfer
+            row["inside_not_fit_s"] = info["seconds"] - fit_s  # model build, first trace, freeze
+            row["outside_share"] = row["outside_train_s"] / task["duration_s"]
+            row["overhead_share"] = (task["duration_s"] - fit_s) / task["duration_s"]
+        rows.append(row)
+    return rows
+
+
+def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
+    """(c) / (d) fitMultiple on ``args.master``; with ``--cv`` also CrossValidator (3 folds)."""
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator
+
+    from sparkdl_lite import images_from_numpy
+
+    cluster = args.master.startswith("local-cluster")
+    conf = {"spark.driver.memory": "2g", "spark.executor.memory": args.executor_memory,
+            "spark.task.cpus": "1", "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1"}
+    t_start = time.perf_counter()
+    spark = common.spark_session(args.master, conf, app=f"sparkdl-lite-tune-{args.variant}")
+    sc = spark.sparkContext
+    slots = int(args.slots)
+    waited = common.wait_for_executors(spark, slots if cluster else 0) if cluster else 0.0
+    app = sc.applicationId
+    result: Dict[str, Any] = {"variant": args.variant, "master": args.master, "slots": slots,
+                              "session_start_s": time.perf_counter() - t_start, "executor_wait_s": waited}
+    try:
+        x, y = load_data(args)
+        df = images_from_numpy(spark, x, y, num_partitions=slots).cache()
+        df.count()
+        # Warm-up: not timed. The Python workers and the JVMs start before the clock starts.
+        spark.range(0, slots, 1, slots).selectExpr("id").toPandas()
+        clf = make_classifier(args)
+        maps = grid_maps(clf, args)
+
+        sc.setJobGroup(f"fit-{args.variant}", "fitMultiple")
+        t0 = time.perf_counter()
+        it = clf.fitMultiple(df, maps)
+        t1 = time.perf_counter()
+        models: List[Any] = [None] * len(maps)
+        for index, model in it:
+            models[index] = model
+        t2 = time.perf_counter()
+        stages = _training_stages(sc, f"fit-{args.variant}")
+        tasks = [t for s in stages for t in s["tasks"]]
+        result.update(wall_s=t2 - t0, driver_prepare_s=t1 - t0, train_job_s=t2 - t1,
+                      runs=_overheads(models, tasks), stages=stages)
+
+        if args.cv:
+            sc.setJobGroup(f"cv-{args.variant}", "CrossValidator")
+            cv = CrossValidator(estimator=clf, estimatorParamMaps=maps, numFolds=args.folds, parallelism=len(maps),
+                                evaluator=MulticlassClassificationEvaluator(metricName="accuracy"), seed=0,
+                                collectSubModels=True)
+            t0 = time.perf_counter()
+            cv_model = cv.fit(df)
+            cv_wall = time.perf_counter() - t0
+            cv_stages = _training_stages(sc, f"cv-{args.variant}")
+            sub = [m for fold in cv_model.subModels for m in fold]
+            busy = sum(m.trainingInfo["seconds"] for m in sub) + cv_model.bestModel.trainingInfo["seconds"]
+            task_busy = sum(t["duration_s"] for s in cv_stages for t in s["tasks"])
+            train_windows = sum((s["completed_ms"] - s["submitted_ms"]) / 1000.0 for s in cv_stages
+                                if s["submitted_ms"] and s["completed_ms"])
+            result["cv"] = {"folds": args.folds, "wall_s": cv_wall, "training_s": busy, "task_s": task_busy,
+                            "idle_core_share": 1.0 - busy / (cv_wall * slots),
+                            "idle_core_share_tasks": 1.0 - task_busy / (cv_wall * slots),
+                            "no_training_job_share": 1.0 - train_windows / cv_wall,
+                            "training_jobs": len(cv_stages), "avg_metrics": list(cv_model.avgMetrics),
+                            "best_refit_s": cv_model.bestModel.trainingInfo["seconds"]}
+    finally:
+        spark.stop()
+        if cluster:  # local-cluster workers write under $SPARK_HOME/work/<app id>
+            from pyspark.find_spark_home import _find_spark_home
+
+            work = os.path.join(_find_spark_home(), "work")
+            shutil.rmtree(os.path.join(work, app), ignore_errors=True)
+            try:
+                os.rmdir(work)
+            except OSError:
+                pass
+    return result
+
+
+# ----------------------------------------------------------------------------------------- parent
+def run_child(variant: str, extra: List[str], args: argparse.Namespace) -> Dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--sample", str(args.sample),
+           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--learning-rates", args.learning_rates,
+           "--hidden", args.hidden, "--folds", str(args.folds), "--executor-memory", args.executor_memory] + extra
+    print(f"== ({variant}) {' '.join(extra)}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=args.timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"tune.py: child ({variant}) failed with exit code {proc.returncode}:\n{proc.stdout[-3000:]}")
+    out = json.loads(lines[-1][len(RESULT):])
+    out["process_s"] = time.perf_counter() - t0
+    return out
+
+
+def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
+    s: Dict[str, Any] = {}
+    a, b = res.get("a"), res.get("b")
+    for v in ("c", "d"):
+        r = res.get(v)
+        if not r:
+            continue
+        row = {"wall_s": r["wall_s"]}
+        if a:
+            row["speedup_vs_a"] = a["wall_s"] / r["wall_s"]
+        if b:
+            row["speedup_vs_b"] = b["wall_s"] / r["wall_s"]
+            row["efficiency"] = row["speedup_vs_b"] / slots
+        runs = [x for x in r["runs"] if x.get("task_s")]
+        if runs:
+            row["mean_task_s"] = float(np.mean([x["task_s"] for x in runs]))
+            row["mean_train_s"] = float(np.mean([x["train_s"] for x in runs]))
+            row["outside_share"] = float(np.mean([x["outside_share"] for x in runs]))
+            row["outside_s"] = float(np.mean([x["outside_train_s"] for x in runs]))
+            row["build_freeze_s"] = float(np.mean([x["inside_not_fit_s"] for x in runs]))
+            row["overhead_share"] = float(np.mean([x["overhead_share"] for x in runs]))
+        s[v] = row
+    if b:
+        s["b_min_train_s"] = min(r["seconds"] for r in b["runs"])
+    return s
+
+
+def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
+    names = {"a": "(a) sequential, TF on all cores", "b": "(b) sequential, TF on 1 thread",
+             "c": "(c) fitMultiple, local[2]", "d": "(d) fitMultiple, local-cluster[2,1,2048]"}
+    rows = []
+    for v in ("a", "b", "c", "d"):
+        r = res.get(v)
+        if not r:
+            continue
+        sm = summ.get(v, {})
+        rows.append([names[v], f"{r['wall_s']:.1f}", f"{sm['speedup_vs_a']:.2f}" if "speedup_vs_a" in sm else "-",
+                     f"{sm['speedup_vs_b']:.2f}" if "speedup_vs_b" in sm else "-",
+                     f"{sm['efficiency']:.2f}" if "efficiency" in sm else "-",
+                     f"{sm['outside_s']:.2f} s ({sm['outside_share']:.1%})" if "outside_s" in sm else "-",
+                     f"{sm['build_freeze_s']:.2f} s" if "build_freeze_s" in sm else "-"])
+    out = [common.table(rows, ["variant", "wall s", "speed-up vs (a)", "vs (b)", f"efficiency (/{slots})",
+                               "per-task overhead outside train()", "build+freeze in train()"])]
+    for v in ("a", "b", "c", "d"):
+        r = res.get(v)
+        if r:
+            per = ", ".join(f"{x.get('train_s', x.get('seconds')):.1f}" for x in r["runs"])
+            out.append(f"{v}: training seconds per configuration: {per}")
+    cv = (res.get("c") or {}).get("cv")
+    if cv:
+        out.append(f"CrossValidator ({cv['folds']} folds, {cv['training_jobs']} training jobs, local[2]): wall {cv['wall_s']:.1f} s, "
+                   f"training {cv['training_s']:.1f} core-s; idle core share {cv['idle_core_share']:.1%} "
+                   f"(by task time {cv['idle_core_share_tasks']:.1%}); no training job running {cv['no_training_job_share']:.1%} "
+                   f"of the wall time; best-model refit {cv['best_refit_s']:.1f} s on one core")
+    return "\n".join(out)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--sample", type=int, default=6000, help="Fashion-MNIST training images (default 6000)")
+    ap.add_argument("--epochs", type=int, default=8, help="epochs per configuration (default 8: >= 20 s on one core)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--learning-rates", default="0.001,0.003", help="grid of learningRate (default 0.001,0.003)")
+    ap.add_argument("--hidden", default="64,128", help="grid of hiddenLayers, one dense layer each (default 64,128)")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--master", default="local[2]", help="master of (c) and CrossValidator (default local[2])")
+    ap.add_argument("--cluster", default="local-cluster[2,1,2048]", help="master of (d) (default local-cluster[2,1,2048])")
+    ap.add_argument("--executor-memory", default="1536m", help="spark.executor.memory (<= the local-cluster worker memory)")
+    ap.add_argument("--cores", type=int, default=None, help="TF threads for (a) (default: task slots of --master)")
+    ap.add_argument("--skip", default="", help=f"comma-separated variants to skip: {','.join(VARIANTS)}")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per child process")
+    ap.add_argument("--json", default=None, help="write every number to this JSON file")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--slots", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--cv", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        args.variant = args.child
+        out = child_sequential(args) if args.child in ("a", "b") else child_spark(args)
+        print(RESULT + json.dumps(out), flush=True)
+        return out
+
+    from infer import total_slots
+
+    slots = total_slots(args.master)
+    cluster_slots = total_slots(args.cluster)
+    cores = args.cores or slots
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    info = common.machine()
+    res: Dict[str, Any] = {}
+    t_all = time.perf_counter()
+    if "a" not in skip:
+        res["a"] = run_child("a", ["--threads", str(cores)], args)
+    if "b" not in skip:
+        res["b"] = run_child("b", ["--threads", "1"], args)
+    if "c" not in skip or "cv" not in skip:
+        extra = ["--master", args.master, "--slots", str(slots)] + (["--cv"] if "cv" not in skip else [])
+        res["c"] = run_child("c", extra, args)
+    if "d" not in skip:
+        res["d"] = run_child("d", ["--master", args.cluster, "--slots", str(cluster_slots)], args)
+    summ = summarize(res, slots)
+    payload = {"machine": info, "args": {k: v for k, v in vars(args).items() if k not in ("child", "threads", "variant", "cv")},
+               "command": " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
+               "task_slots": slots, "results": res, "summary": summ, "wall_s": time.perf_counter() - t_all}
+    payload["machine"]["loadavg_end"] = os.getloadavg()
+    print(report(res, summ, slots))
+    if summ.get("b_min_train_s", 99) < 20:
+        print(f"note: the shortest training in (b) took {summ['b_min_train_s']:.1f} s (< 20 s); raise --epochs or --sample")
+    print(f"total {payload['wall_s']:.0f} s; load average at start {info.get('loadavg_start')}, end {payload['machine']['loadavg_end']}")
+    common.write_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
