@@ -39,6 +39,8 @@ import numpy as np  # noqa: E402
 
 RESULT = "RESULT "
 VARIANTS = ("a", "b", "c", "d", "cv")
+NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
+         "To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
 
 # ----------------------------------------------------------------------------------------- shared set-up
@@ -126,15 +128,23 @@ def _training_stages(sc: Any, group: str) -> List[Dict[str, Any]]:
     return stages
 
 
-def _overheads(models: List[Any], tasks: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def _overheads(models: List[Any], tasks: List[Dict[str, Any]], seen_pids: set) -> List[Dict[str, Any]]:
+    """Per model: task time, training time and their difference; ``cold`` marks the first task of a
+    Python worker (it pays the worker start and the TF import; later tasks of that worker do not)."""
     by_index = {t["index"]: t for t in tasks}
     rows = []
+    order = sorted(range(len(models)), key=lambda i: (by_index.get(i) or {}).get("launch_ms", 0))
+    cold = {}
+    for i in order:
+        pid = models[i].trainingInfo.get("pid")
+        cold[i] = pid not in seen_pids
+        seen_pids.add(pid)
     for i, m in enumerate(models):
         info = m.trainingInfo
         task = by_index.get(info.get("partitionId", i))
         fit_s = sum(h.get("seconds", 0.0) for h in m.history)
         row = {"index": i, "executorId": info.get("executorId"), "pid": info.get("pid"), "train_s": info.get("seconds"),
-               "fit_s": fit_s, "task_s": task["duration_s"] if task else None}
+               "fit_s": fit_s, "task_s": task["duration_s"] if task else None, "cold": cold[i]}
         if task:
             row["outside_train_s"] = task["duration_s"] - info["seconds"]  # broadcast, worker, TF import, transfer
             row["inside_not_fit_s"] = info["seconds"] - fit_s  # model build, first trace, freeze
@@ -182,7 +192,7 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
         stages = _training_stages(sc, f"fit-{args.variant}")
         tasks = [t for s in stages for t in s["tasks"]]
         result.update(wall_s=t2 - t0, driver_prepare_s=t1 - t0, train_job_s=t2 - t1,
-                      runs=_overheads(models, tasks), stages=stages)
+                      runs=_overheads(models, tasks, set()), stages=stages)
 
         if args.cv:
             sc.setJobGroup(f"cv-{args.variant}", "CrossValidator")
@@ -225,10 +235,29 @@ def run_child(variant: str, extra: List[str], args: argparse.Namespace) -> Dict[
            "--hidden", args.hidden, "--folds", str(args.folds), "--executor-memory", args.executor_memory] + extra
     print(f"== ({variant}) {' '.join(extra)}", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=args.timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines: List[str] = []
+
+    def pump() -> None:  # pass the child's stderr through, minus TF's known log noise
+        for line in proc.stderr:
+            err_lines.append(line)
+            if not any(n in line for n in NOISE):
+                sys.stderr.write(line)
+
+    import threading
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        out_text, _ = proc.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise SystemExit(f"tune.py: child ({variant}) ran past --timeout {args.timeout} s") from None
+    t.join(timeout=5)
+    lines = [ln for ln in out_text.splitlines() if ln.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"tune.py: child ({variant}) failed with exit code {proc.returncode}:\n{proc.stdout[-3000:]}")
+        raise SystemExit(f"tune.py: child ({variant}) failed with exit code {proc.returncode}:\n{out_text[-3000:]}"
+                         f"\n{''.join(err_lines[-60:])}")
     out = json.loads(lines[-1][len(RESULT):])
     out["process_s"] = time.perf_counter() - t0
     return out
@@ -255,6 +284,11 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
             row["outside_s"] = float(np.mean([x["outside_train_s"] for x in runs]))
             row["build_freeze_s"] = float(np.mean([x["inside_not_fit_s"] for x in runs]))
             row["overhead_share"] = float(np.mean([x["overhead_share"] for x in runs]))
+            for label, sel in (("cold", [x for x in runs if x["cold"]]), ("warm", [x for x in runs if not x["cold"]])):
+                if sel:
+                    row[f"{label}_tasks"] = len(sel)
+                    row[f"{label}_outside_s"] = float(np.mean([x["outside_train_s"] for x in sel]))
+                    row[f"{label}_outside_share"] = float(np.mean([x["outside_share"] for x in sel]))
         s[v] = row
     if b:
         s["b_min_train_s"] = min(r["seconds"] for r in b["runs"])
@@ -274,9 +308,12 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
                      f"{sm['speedup_vs_b']:.2f}" if "speedup_vs_b" in sm else "-",
                      f"{sm['efficiency']:.2f}" if "efficiency" in sm else "-",
                      f"{sm['outside_s']:.2f} s ({sm['outside_share']:.1%})" if "outside_s" in sm else "-",
+                     f"{sm['cold_outside_s']:.2f} s ({sm['cold_outside_share']:.1%})" if "cold_outside_s" in sm else "-",
+                     f"{sm['warm_outside_s']:.2f} s ({sm['warm_outside_share']:.1%})" if "warm_outside_s" in sm else "-",
                      f"{sm['build_freeze_s']:.2f} s" if "build_freeze_s" in sm else "-"])
     out = [common.table(rows, ["variant", "wall s", "speed-up vs (a)", "vs (b)", f"efficiency (/{slots})",
-                               "per-task overhead outside train()", "build+freeze in train()"])]
+                               "task overhead outside train(), all", "cold worker", "warm worker",
+                               "build+freeze in train()"])]
     for v in ("a", "b", "c", "d"):
         r = res.get(v)
         if r:

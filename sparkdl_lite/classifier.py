@@ -43,7 +43,9 @@ PROBABILITY_TENSOR = "probability:0"
 
 # Test-only fault injection (not public API): comma-separated param-map indexes whose training
 # raises inside its Spark task. Read on the driver; the failure travels in the task closure.
+TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs
 _FAIL_ENV = "SPARKDL_LITE_TEST_FAIL_INDEX"
+_FAIL_FIRST_ENV = "SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"  # test-only: these indexes' first task attempt dies
 _TMP_LOGITS = "__sparkdl_lite_logits"
 _TMP_PROBABILITY = "__sparkdl_lite_probability"
 _NUMERIC = (T.FloatType, T.DoubleType, T.IntegerType, T.LongType, T.ShortType, T.ByteType)
@@ -298,8 +300,8 @@ def _describe(param_map: Dict[Param, Any]) -> str:
     return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
 
 
-def _fail_indexes() -> set:
-    raw = os.environ.get(_FAIL_ENV, "")
+def _fail_indexes(env: str = _FAIL_ENV) -> set:
+    raw = os.environ.get(env, "")
     return {int(v) for v in raw.replace(" ", "").split(",") if v.lstrip("-").isdigit()}
 
 
@@ -339,11 +341,13 @@ def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_
     info = {"executorId": _executor_id(local_mode), "host": socket.gethostname(), "pid": os.getpid(),
             "taskCpus": threads, "partitionId": ctx.partitionId() if ctx else None,
             "attempt": ctx.attemptNumber() if ctx else None}
+    if configs[index].get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:
+        raise RuntimeError(f"injected failure of the first attempt of param map {index}")  # escapes: Spark retries
     try:
         runtime.configure_threads(threads)
         data = data_bc.value  # read only: the arrays are shared by every task of this worker
         result = training.train(data["x"], data["y"], num_classes=num_classes, scale=scale, threads=threads,
-                                **configs[index])
+                                **{k: v for k, v in configs[index].items() if not k.startswith("_")})
         graph = result.graph
         info.update(seconds=float(result.seconds), diverged=bool(result.diverged))
         return (index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
@@ -604,6 +608,8 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
             cfg = est._train_kwargs()
             if i in fail:
                 cfg["fail_on"] = f"injected failure for param map {i} ({_FAIL_ENV})"
+            if i in _fail_indexes(_FAIL_FIRST_ENV):
+                cfg["_fail_first_attempt"] = True
             configs.append(cfg)
         scale = 1.0 / 255.0 if kind == "image" else None
         spark = dataset.sparkSession
@@ -620,7 +626,11 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
                 n = len(configs)
                 jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA)
-                table = self._with_description(sc, f"TFClassifier {uid}: train {n} param map(s)", jobs.toArrow)
+                sc.addJobTag(TRAIN_JOB_TAG)  # the CLI's progress bar counts this job's tasks as models
+                try:
+                    table = self._with_description(sc, f"TFClassifier {uid}: train {n} param map(s)", jobs.toArrow)
+                finally:
+                    sc.removeJobTag(TRAIN_JOB_TAG)
             finally:
                 data_bc.destroy()
             return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),

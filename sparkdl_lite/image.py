@@ -29,13 +29,28 @@ class ImageBatch:
     """One Arrow batch of image structs, decoded.
 
     ``groups`` maps ``(height, width, channels)`` to ``(row indices, uint8 array N x H x W x C)``;
-    ``errors`` maps a row index to the reason it could not be decoded.
+    ``errors`` maps a row index to the reason it could not be decoded. ``origins`` (the rows'
+    ``origin`` strings) is built from ``origin_column`` on first use: the hot path never needs it.
     """
 
     size: int
-    origins: List[Optional[str]]
+    origin_column: Any = None
     groups: Dict[Tuple[int, int, int], Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     errors: Dict[int, str] = field(default_factory=dict)
+    _origins: Optional[List[Optional[str]]] = field(default=None, repr=False, compare=False)
+
+    @property
+    def origins(self) -> List[Optional[str]]:
+        if self._origins is None:
+            col = self.origin_column
+            self._origins = col.to_pylist() if col is not None else [None] * self.size
+        return self._origins
+
+    def origin(self, i: int) -> Optional[str]:
+        """The ``origin`` of row ``i`` (without converting the whole column)."""
+        if self._origins is not None or self.origin_column is None:
+            return self.origins[i]
+        return self.origin_column[i].as_py()
 
 
 def decode_batch(arr: Any) -> ImageBatch:
@@ -49,8 +64,7 @@ def decode_batch(arr: Any) -> ImageBatch:
     if isinstance(arr, pa.ChunkedArray):
         arr = pa.concat_arrays(arr.chunks) if arr.num_chunks != 1 else arr.chunk(0)
     n = len(arr)
-    origins = arr.field("origin").to_pylist()
-    batch = ImageBatch(size=n, origins=origins)
+    batch = ImageBatch(size=n, origin_column=arr.field("origin"))
     if n == 0:
         return batch
     valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)

@@ -63,10 +63,11 @@ def _fault_hook(stage: str) -> None:
         os._exit(17)
 
 
-def _list_array(values: np.ndarray, width: int, mask: Optional[np.ndarray], value_type: Any):
-    """Rows of ``width`` values each as an Arrow list array (zero-copy of ``values``)."""
+def _list_array(values: np.ndarray, width: int, mask: Optional[np.ndarray], value_type: Any, n: Optional[int] = None):
+    """Rows of ``width`` values each as an Arrow list array (zero-copy of ``values``); ``mask`` marks null rows."""
 
-    n = len(mask) if mask is not None else (values.size // max(width, 1) if width else 0)
+    if n is None:
+        n = len(mask) if mask is not None else (values.size // max(width, 1) if width else 0)
     offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32) if width else np.zeros(n + 1, np.int32))
     flat = pa.array(values.reshape(-1), type=value_type)
     return pa.ListArray.from_arrays(offsets, flat, mask=None if mask is None else pa.array(mask))
@@ -312,7 +313,7 @@ def _tensor_udf(graph_bc, key, in_specs, out_names, out_dtypes, batch_size, retu
             for i in range(len(out_names)):
                 vals = np.concatenate(parts[i]) if parts[i] else np.zeros((0, 0), np.float32)
                 cols.append(_list_array(vals.astype(_NUMPY_OUT.get(out_dtypes[i], np.float32), copy=False),
-                                        vals.shape[1] if vals.ndim == 2 else 0, np.zeros(n, bool), arrow_out[i]))
+                                        vals.shape[1] if vals.ndim == 2 else 0, None, arrow_out[i], n))
             yield pa.StructArray.from_arrays(cols, names=[f"o{i}" for i in range(len(out_names))])
 
     return predict
@@ -578,7 +579,7 @@ def _image_udf(graph_bc, digest: str, spec: Dict[str, Any], options: Dict[str, A
 
         return key, runtime.get_or_load(key, loader)
 
-    def compute(arr) -> Tuple[int, List[Optional[str]], Dict[int, str], List[Tuple[np.ndarray, np.ndarray]]]:
+    def compute(arr) -> Tuple[int, img.ImageBatch, Dict[int, str], List[Tuple[np.ndarray, np.ndarray]]]:
         batch = img.decode_batch(arr)
         errors = dict(batch.errors)
         results = []
@@ -597,30 +598,38 @@ def _image_udf(graph_bc, digest: str, spec: Dict[str, Any], options: Dict[str, A
                     raise ValueError(f"TFImageTransformer: output {spec['out']!r} has {res.shape[0] if res.ndim else 0} rows "
                                      f"for a batch of {len(chunk)} images.")
                 outs.append(res)
-            results.append((rows, np.concatenate(outs)))
-        return batch.size, batch.origins, errors, results
+            results.append((rows, outs[0] if len(outs) == 1 else np.concatenate(outs)))
+        return batch.size, batch, errors, results
 
     @arrow_udf(return_type)
     def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         runtime.configure_threads(_task_threads())
-        for n, origins, errors, results in runtime.prefetch(batches, compute):
+        for n, batch, errors, results in runtime.prefetch(batches, compute):
             _fault_hook("TFImageTransformer")
             if errors and options["fail"]:
                 i = min(errors)
-                raise ValueError(f"TFImageTransformer: image {origins[i]!r} (row {i} of a batch): {errors[i]}. "
+                raise ValueError(f"TFImageTransformer: image {batch.origin(i)!r} (row {i} of a batch): {errors[i]}. "
                                  f"Set errorMode='null' to get a null output and the reason in a column instead.")
-            mask = np.zeros(n, bool)
-            for i in errors:
-                mask[i] = True
-            err = pa.array([errors.get(i) for i in range(n)], type=pa.string())
+            if errors:
+                mask: Optional[np.ndarray] = np.zeros(n, bool)
+                mask[list(errors)] = True
+                err = pa.array([errors.get(i) for i in range(n)], type=pa.string())
+            else:  # the common case: no per-row Python, no validity bitmaps
+                mask = None
+                err = pa.nulls(n, pa.string())
             if mode == "image":
-                value = _image_structs(n, origins, results, mask, options["channel_order"])
+                value = _image_structs(n, batch.origins, results, np.zeros(n, bool) if mask is None else mask,
+                                       options["channel_order"])
             else:
                 width = int(np.prod(results[0][1].shape[1:])) if results else 0
-                vals = np.zeros((n, width), np.float32)
-                for rows, res in results:
-                    vals[rows] = res.reshape(len(rows), -1)
-                value = _list_array(vals, width, mask, pa.float32())
+                rows0 = results[0][0] if len(results) == 1 else None
+                if rows0 is not None and len(rows0) == n:  # every row, in order: hand TF's output over as is
+                    vals = results[0][1].reshape(n, width).astype(np.float32, copy=False)
+                else:
+                    vals = np.zeros((n, width), np.float32)
+                    for rows, res in results:
+                        vals[rows] = res.reshape(len(rows), -1)
+                value = _list_array(vals, width, mask, pa.float32(), n)
             yield pa.StructArray.from_arrays([value, err], names=["value", "error"])
 
     return predict

@@ -2,6 +2,8 @@
 
     python tests/fault_jobs.py label-executor-loss OUT.json
     python tests/fault_jobs.py label-worker-crash OUT.json
+    python tests/fault_jobs.py train-first-attempt OUT.json
+    python tests/fault_jobs.py tune-executor-loss OUT.json
 
 Each prints nothing useful and writes a JSON result the test compares.
 """
@@ -112,6 +114,76 @@ def label_worker_crash(out):
     spark.stop()
 
 
+def _digits_fit(spark, n_maps=4):
+    """fitMultiple over ``n_maps`` small param maps on real digits; {index: predictions on the test rows}."""
+    from pyspark.ml.linalg import Vectors
+
+    from sparkdl_lite.classifier import TFClassifier
+    from sparkdl_lite.datasets import load_digits_split
+
+    x_train, x_test, y_train, y_test = load_digits_split(seed=0)
+    train = spark.createDataFrame([(Vectors.dense(v), float(t)) for v, t in zip(x_train, y_train)], ["features", "label"])
+    test = spark.createDataFrame([(i, Vectors.dense(v)) for i, v in enumerate(x_test[:100])], ["id", "features"])
+    clf = TFClassifier(hiddenLayers=[32], epochs=4, seed=3)
+    maps = [{clf.learningRate: lr} for lr in (1e-3, 3e-3, 1e-2, 3e-2)][:n_maps]
+    preds, executors = {}, {}
+    for i, model in clf.fitMultiple(train, maps):
+        rows = model.transform(test).orderBy("id").select("probability").collect()
+        preds[i] = np.stack([r.probability.toArray() for r in rows])
+        executors[i] = model.trainingInfo.get("executorId")
+    return preds, executors
+
+
+def _pred_diff(a, b):
+    if a.keys() != b.keys():
+        return float("inf")
+    return float(max(np.abs(a[k] - b[k]).max() for k in a))
+
+
+def train_first_attempt(out):
+    spark = _session("local[2,3]")
+    clean, _ = _digits_fit(spark, n_maps=2)
+    os.environ["SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"] = "0"  # read on the driver by fitMultiple
+    faulty, _ = _digits_fit(spark, n_maps=2)
+    json.dump({"models": len(faulty), "max_diff": _pred_diff(clean, faulty)}, open(out, "w"))
+    spark.stop()
+
+
+def tune_executor_loss(out):
+    spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
+    sc = spark.sparkContext
+    _wait_executors(sc, 2)
+    clean, clean_exec = _digits_fit(spark)
+    killed = []
+
+    def killer():
+        tracker = sc.statusTracker()
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            for job in tracker.getActiveJobsIds():
+                info = tracker.getJobInfo(job)
+                for sid in info.stageIds if info else []:
+                    st = tracker.getStageInfo(sid)
+                    if st and st.numTasks == 4 and st.numActiveTasks >= 1:
+                        time.sleep(2.0)  # let training start, then kill one executor mid-task
+                        pids = executor_pids(sc.applicationId)
+                        if pids:
+                            os.kill(pids[0], signal.SIGKILL)
+                            killed.append(pids[0])
+                            return
+            time.sleep(0.1)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    faulty, faulty_exec = _digits_fit(spark)
+    th.join(timeout=5)
+    json.dump({"killed": killed, "models": len(faulty), "max_diff": _pred_diff(clean, faulty),
+               "clean_executors": sorted(set(map(str, clean_exec.values()))),
+               "faulty_executors": sorted(set(map(str, faulty_exec.values())))}, open(out, "w"))
+    spark.stop()
+
+
 if __name__ == "__main__":
     mode, out_path = sys.argv[1], sys.argv[2]
-    {"label-executor-loss": label_executor_loss, "label-worker-crash": label_worker_crash}[mode](out_path)
+    {"label-executor-loss": label_executor_loss, "label-worker-crash": label_worker_crash,
+     "train-first-attempt": train_first_attempt, "tune-executor-loss": tune_executor_loss}[mode](out_path)

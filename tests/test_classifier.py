@@ -158,10 +158,13 @@ def test_failing_param_map_does_not_lose_the_others(spark, small_df, monkeypatch
 
 
 def test_fitMultiple_iterator_is_thread_safe_and_trains_in_one_job(spark, small_df):
+    from pyspark.ml.functions import vector_to_array
+
+    arrays = small_df.withColumn("features", vector_to_array("features"))  # array<double> features
     clf = TFClassifier(hiddenLayers=[8], epochs=1)
     maps = [{clf.seed: s} for s in range(4)]
     before = job_count(spark)
-    it = clf.fitMultiple(small_df, maps)
+    it = clf.fitMultiple(arrays, maps)
     assert job_count(spark) == before + 1  # the Arrow collect; training waits for the first next()
     got, lock = [], threading.Lock()
 
@@ -180,12 +183,8 @@ def test_fitMultiple_iterator_is_thread_safe_and_trains_in_one_job(spark, small_
     assert job_count(spark) == before + 2  # one training job for all four param maps
     assert len({m.graph.digest for _, m in got}) == 4
 
-
-def test_array_features_and_skipped_output_columns(spark, small_df):
-    from pyspark.ml.functions import vector_to_array
-
-    arrays = small_df.withColumn("features", vector_to_array("features"))  # array<double>
-    model = TFClassifier(hiddenLayers=[8], epochs=1).fit(arrays)
+    # Array features score too; an output column set to "" is skipped.
+    model = dict(got)[0]
     out = model.setProbabilityCol("").setRawPredictionCol("").transform(arrays)
     assert out.columns == ["id", "features", "label", "prediction"]
     rows = out.orderBy("id").collect()

@@ -33,3 +33,17 @@ def test_executor_loss_during_labeling(tmp_path):
     assert len(res["killed"]) == 1, "no executor was killed"
     assert res["n_clean"] == res["n_faulty"] == 5000
     assert res["max_diff"] < 1e-5
+
+
+def test_training_task_failing_its_first_attempt_is_retried(tmp_path):
+    res = _run("train-first-attempt", tmp_path)
+    assert res["models"] == 2
+    assert res["max_diff"] < 1e-6  # the retried model equals the clean run's
+
+
+def test_executor_loss_during_tuning(tmp_path):
+    res = _run("tune-executor-loss", tmp_path)
+    assert len(res["killed"]) == 1, "no executor was killed"
+    assert res["models"] == 4
+    assert res["max_diff"] < 1e-6  # fixed seeds: the same models as without the kill
+    assert len(res["clean_executors"]) == 2  # the clean run used both executor JVMs

@@ -114,6 +114,3 @@ def test_cross_validator_model_and_pipeline_model_save_load(spark, small, accura
     cv_model.bestModel.save(str(tmp_path / "pipeline"))
     pipeline_model = PipelineModel.load(str(tmp_path / "pipeline"))
     np.testing.assert_allclose(predictions(pipeline_model, small), expected, atol=1e-6)
-
-    cv.save(str(tmp_path / "cv-estimator"))
-    assert len(CrossValidator.load(str(tmp_path / "cv-estimator")).getEstimatorParamMaps()) == 2
