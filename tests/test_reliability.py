@@ -47,3 +47,31 @@ def test_executor_loss_during_tuning(tmp_path):
     assert res["models"] == 4
     assert res["max_diff"] < 1e-6  # fixed seeds: the same models as without the kill
     assert len(res["clean_executors"]) == 2  # the clean run used both executor JVMs
+
+
+def test_diverging_configuration_is_scored_not_fatal(spark, tmp_path):
+    """A learning rate so high the loss goes NaN: CrossValidator still finishes; the report marks it."""
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.linalg import Vectors
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    from sparkdl_lite import tuning
+    from sparkdl_lite.classifier import TFClassifier
+    from sparkdl_lite.datasets import load_digits_split
+
+    x_train, _, y_train, _ = load_digits_split(seed=0)
+    df = spark.createDataFrame([(Vectors.dense(v), float(t)) for v, t in zip(x_train[:600], y_train[:600])],
+                               ["features", "label"])
+    clf = TFClassifier(hiddenLayers=[32], optimizer="sgd", epochs=2, seed=0)
+    grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-2, 1e12]).build()
+    cv = CrossValidator(estimator=clf, estimatorParamMaps=grid, numFolds=2, parallelism=2, collectSubModels=True,
+                        evaluator=MulticlassClassificationEvaluator(metricName="accuracy"), seed=0)
+    model = cv.fit(df)
+    assert model.avgMetrics[1] < model.avgMetrics[0]  # scored, and scored worst
+    assert model.bestModel.getLearningRate() == 1e-2
+    assert all(m.trainingInfo["diverged"] for m in (fold[1] for fold in model.subModels))
+    rows = tuning.results_table(model)
+    assert [r["diverged"] for r in rows] == [False, True]
+    report = tmp_path / "report.md"
+    tuning.write_report(str(report), rows)
+    assert "diverged" in report.read_text()
