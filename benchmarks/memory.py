@@ -63,7 +63,7 @@ class Sampler:
             self.peak_driver = max(self.peak_driver, _rss_mb(me))
             time.sleep(0.2)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._t.start()
         return self
 

@@ -41,9 +41,9 @@ INPUT_TENSOR = "features:0"
 LOGITS_TENSOR = "logits:0"
 PROBABILITY_TENSOR = "probability:0"
 
+TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs
 # Test-only fault injection (not public API): comma-separated param-map indexes whose training
 # raises inside its Spark task. Read on the driver; the failure travels in the task closure.
-TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs
 _FAIL_ENV = "SPARKDL_LITE_TEST_FAIL_INDEX"
 _FAIL_FIRST_ENV = "SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"  # test-only: these indexes' first task attempt dies
 _TMP_LOGITS = "__sparkdl_lite_logits"

@@ -36,7 +36,7 @@ class TensorInfo:
                 "shape": None if self.shape is None else list(self.shape)}
 
     @staticmethod
-    def from_json(d: Dict[str, Any]) -> "TensorInfo":
+    def from_json(d: Dict[str, Any]) -> TensorInfo:
         shape = d.get("shape")
         return TensorInfo(d["name"], d["dtype"], None if shape is None else tuple(shape))
 
@@ -143,7 +143,7 @@ class TFGraph:
     # ----------------------------------------------------------------- constructors
     @classmethod
     def from_bytes(cls, data: bytes, input_names: Optional[Sequence[str]] = None,
-                   output_names: Optional[Sequence[str]] = None) -> "TFGraph":
+                   output_names: Optional[Sequence[str]] = None) -> TFGraph:
         """Wrap serialized ``GraphDef`` bytes.
 
         Inputs default to every ``Placeholder``; outputs to every op output no other op consumes.
@@ -156,7 +156,7 @@ class TFGraph:
         return cls(data, input_names, output_names)
 
     @classmethod
-    def from_function(cls, fn: Callable, input_signature: Sequence[Any]) -> "TFGraph":
+    def from_function(cls, fn: Callable, input_signature: Sequence[Any]) -> TFGraph:
         """Trace ``fn`` with ``input_signature`` (``tf.TensorSpec`` list) and freeze it.
 
         ``fn`` may return a tensor, a list of tensors or a dict; dict keys become output names.
@@ -183,7 +183,7 @@ class TFGraph:
         return cls._freeze(concrete, [s.name for s in specs])
 
     @classmethod
-    def from_keras(cls, model: Any) -> "TFGraph":
+    def from_keras(cls, model: Any) -> TFGraph:
         """Freeze a Keras 3 model (Sequential or functional) in inference mode.
 
         Inputs are named after the model's inputs; outputs after ``model.output_names``.
@@ -215,7 +215,7 @@ class TFGraph:
         return cls._freeze(concrete, in_names)
 
     @classmethod
-    def from_saved_model(cls, path: str, signature: str = "serving_default") -> "TFGraph":
+    def from_saved_model(cls, path: str, signature: str = "serving_default") -> TFGraph:
         """Freeze one signature of a TensorFlow SavedModel directory."""
         tf = _tf()
         loaded = tf.saved_model.load(path)
@@ -234,7 +234,7 @@ class TFGraph:
         return cls._freeze(tf.function(call).get_concrete_function(*specs), names)
 
     @classmethod
-    def _freeze(cls, concrete, in_names: Sequence[str]) -> "TFGraph":
+    def _freeze(cls, concrete, in_names: Sequence[str]) -> TFGraph:
         tf = _tf()
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 

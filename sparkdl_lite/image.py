@@ -206,7 +206,7 @@ def images_from_numpy(spark: Any, array: np.ndarray, labels: Optional[Sequence[A
 
     .. versionadded:: 0.1.0
     """
-    from pyspark.sql.types import LongType, StructField, StructType, DoubleType
+    from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
     rows_bytes, h, w, c, mode = encode_images(array, channel_order)
     n = len(rows_bytes)

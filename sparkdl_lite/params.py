@@ -46,7 +46,7 @@ def check(ok: bool, message: str) -> None:
 class HasBatchSize(Params):
     """Mixin for param batchSize."""
 
-    batchSize: "Param[int]" = Param(
+    batchSize: Param[int] = Param(
         Params._dummy(), "batchSize",
         "Rows per graph call (>= 1). Larger is faster until executor memory runs out.",
         typeConverter=TypeConverters.toInt)  # type only; the range is checked in _validate()
@@ -62,7 +62,7 @@ class HasBatchSize(Params):
 class HasOutputMode(Params):
     """Mixin for param outputMode."""
 
-    outputMode: "Param[str]" = Param(
+    outputMode: Param[str] = Param(
         Params._dummy(), "outputMode",
         "How each output is stored: 'vector' (Spark ML DenseVector) or 'array' (array<float>).",
         typeConverter=TypeConverters.toString)

@@ -131,10 +131,6 @@ def prefetch(items: Iterable[T], fn: Callable[[T], U], depth: int = 1) -> Iterat
     Batch preparation (Arrow -> numpy) then overlaps with TF compute, which releases the GIL.
     Exceptions from ``fn`` are re-raised in the consumer, in order.
     """
-    if os.environ.get("SPARKDL_LITE_AB_NOPREFETCH"):  # TEMP A/B
-        for item in items:
-            yield fn(item)
-        return
     q: "queue.Queue[Tuple[bool, Any]]" = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 

@@ -217,7 +217,7 @@ class TFTransformer(Transformer, _TFTransformerParams, HasGraph, MLReadable, MLW
         udf = _tensor_udf(graph_bc, key, in_specs, out_names, [info.dtype for _, _, info in outputs],
                           self.getBatchSize(), return_type)
         args = []
-        for col, full, info in inputs:
+        for col, _full, info in inputs:
             dt = dataset.schema[col].dataType
             target = _SPARK_TYPES[info.dtype]
             c = vector_to_array(F.col(col), "float64" if info.dtype == "float64" else "float32") if isinstance(dt, VectorUDT) else F.col(col)
@@ -267,7 +267,7 @@ def _tensor_udf(graph_bc, key, in_specs, out_names, out_dtypes, batch_size, retu
     def to_numpy(arrays):
         feeds = {}
         n = None
-        for arr, (tensor, dtype, shape, col) in zip(arrays, in_specs):
+        for arr, (tensor, _dtype, shape, col) in zip(arrays, in_specs):
             if isinstance(arr, pa.ChunkedArray):
                 arr = arr.combine_chunks()
             if arr.null_count:

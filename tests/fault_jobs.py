@@ -17,7 +17,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import conftest  # noqa: E402  (sets loopback and interpreter variables)
-
 import numpy as np  # noqa: E402
 
 

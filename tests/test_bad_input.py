@@ -16,7 +16,7 @@ def bad_dir(tmp_path_factory, photo_patches):
     (d / "empty.png").write_bytes(b"")
     (d / "text.jpg").write_bytes(b"this is not an image")
     Image.fromarray(photo_patches[1]).save(d / "photo.webp", lossless=True)
-    Image.fromarray((np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60)).save(d / "gray16.png")
+    Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).save(d / "gray16.png")
     return d
 
 

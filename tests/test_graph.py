@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import small_cnn
+
 from sparkdl_lite import TFGraph
 
 

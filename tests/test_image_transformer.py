@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import small_cnn
 from PIL import Image
 from pyspark.sql import functions as F
 
-from conftest import small_cnn
 from sparkdl_lite import TFGraph, TFImageTransformer, images_from_numpy, read_images
 
 
@@ -178,8 +178,9 @@ def test_bad_param_values_are_refused(doubling, tiny_images_df):
 
 def _with_bad_rows(spark, good_df):
     """The good rows plus a null image and an invalid one (height -1, no data, as the source gives)."""
-    from sparkdl_lite.image import image_schema
     from pyspark.sql.types import StructField, StructType
+
+    from sparkdl_lite.image import image_schema
 
     schema = StructType([StructField("image", image_schema(), True)])
     bad = spark.createDataFrame([(None,), (("file:/bad.png", -1, -1, -1, -1, bytearray()),)], schema)
@@ -223,8 +224,9 @@ def test_graph_loaded_once_per_worker_per_transform(spark, photo_patches):
 
     @pandas_udf("string")
     def stats(s):
-        from sparkdl_lite import runtime
         import pandas as pd
+
+        from sparkdl_lite import runtime
 
         return pd.Series([json.dumps(runtime.load_stats())] * len(s))
 

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import small_cnn
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 
-from conftest import small_cnn
 from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, images_from_numpy
 
 
