@@ -1,8 +1,10 @@
 """sparkdl_lite: TensorFlow models as Spark ML stages, for distributed tuning and deployment at scale."""
 __version__ = "0.1.0"
 
+from sparkdl_lite.classifier import TFClassificationModel, TFClassifier  # noqa: E402
 from sparkdl_lite.graph import TFGraph  # noqa: E402
 from sparkdl_lite.image import images_from_numpy, read_images  # noqa: E402
 from sparkdl_lite.transformers import TFImageTransformer, TFTransformer  # noqa: E402
 
-__all__ = ["TFGraph", "TFTransformer", "TFImageTransformer", "images_from_numpy", "read_images", "__version__"]
+__all__ = ["TFGraph", "TFTransformer", "TFImageTransformer", "TFClassifier", "TFClassificationModel",
+           "images_from_numpy", "read_images", "__version__"]

@@ -84,3 +84,14 @@ def test_nan_and_inf_features_reach_the_graph_unchanged(spark):
     df = spark.createDataFrame([([float("nan"), float("inf"), 1.0],)], ["x"])
     row = TFTransformer(graph=g, inputMapping={"x": "x"}, outputMapping={"y": "y"}, outputMode="array").transform(df).head()
     assert np.isnan(row.y[0]) and np.isposinf(row.y[1]) and row.y[2] == 2.0
+
+
+def test_nan_features_into_classifier_fit_are_refused(spark):
+    from pyspark.ml.linalg import Vectors
+
+    from sparkdl_lite import TFClassifier
+
+    df = spark.createDataFrame([(Vectors.dense([1.0, float("nan")]), 0.0), (Vectors.dense([0.0, 1.0]), 1.0)],
+                               ["features", "label"])
+    with pytest.raises(ValueError, match="featuresCol 'features' has NaN or infinite values"):
+        TFClassifier(epochs=1).fit(df)
