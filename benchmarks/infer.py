@@ -210,9 +210,14 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int,
 
     # Warm-up and a correctness check: every path must give raw TF's outputs on the same rows.
     want = float(raw_pass(case.floats[:case.warm_rows])[:, 3].astype(np.float64).sum())
-    check = {}
+    check, start_s = {}, {}
     for kind in fns:
+        t0 = time.perf_counter()
         got = spark_pass(kind, reader(SOURCE_COL[kind], warm=True), checksum)
+        t1 = time.perf_counter()
+        spark_pass(kind, reader(SOURCE_COL[kind], warm=True), checksum)
+        # first pass on fresh workers (Python start, TF import, model load) minus the same pass warm
+        start_s[kind] = {"cold_pass_s": t1 - t0, "warm_pass_s": time.perf_counter() - t1}
         check[kind] = got
         if not np.isclose(got, want, rtol=1e-3, atol=1e-3 * case.warm_rows):
             raise SystemExit(f"infer.py: {case.name}/{kind} disagrees with raw TF on the warm-up rows: "
@@ -267,7 +272,8 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int,
     return {"rows": case.rows, "batch_size": case.batch, "arrow_max_records_per_batch": arrow_batch,
             "raw_tf_threads": slots, "partitions": parts, "parquet_bytes": {"floats": case.float_bytes,
             "images": case.image_bytes}, "setup_s": round(case.setup_s, 1), "paths": paths, "images_per_s": rates,
-            "median_images_per_s": med, "ratios": ratios, "warmup_checksums": {"raw": want, **check}}
+            "median_images_per_s": med, "ratios": ratios, "warmup_checksums": {"raw": want, **check},
+            "worker_start": start_s, "warm_rows": case.warm_rows}
 
 
 def report(results: Dict[str, Any]) -> str:
@@ -284,6 +290,9 @@ def report(results: Dict[str, Any]) -> str:
                          f"{r['vs_pbu1']:.2f}" if "vs_pbu1" in r else "-"])
         lines.append(common.table(rows, ["path", "images/s (median)", "each repeat", "vs raw TF",
                                          "vs pbu (same source)", "vs pbu1 (same source)"]))
+        if res.get("worker_start"):
+            lines.append(f"pass over {res['warm_rows']} rows on fresh Python workers (start, TF import, model load) vs warm: " +
+                         ", ".join(f"{k} {v['cold_pass_s']:.1f} s vs {v['warm_pass_s']:.1f} s" for k, v in res["worker_start"].items()))
     return "\n".join(lines)
 
 

@@ -69,9 +69,10 @@ def _max_diff(a, b):
     return float(max(np.abs(a[k] - b[k]).max() for k in a))
 
 
-def label_executor_loss(out):
-    spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m",
-                                                     "spark.task.maxFailures": "4"})
+def label_executor_loss(out, spark=None):
+    own = spark is None
+    if own:
+        spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
     sc = spark.sparkContext
     _wait_executors(sc, 2)
     clean, n_clean = _collect(_label_job(spark))
@@ -99,18 +100,21 @@ def label_executor_loss(out):
     th.join(timeout=5)
     json.dump({"killed": killed, "n_clean": n_clean, "n_faulty": n_faulty, "max_diff": _max_diff(clean, faulty),
                "executors_after": sc._jsc.sc().getExecutorMemoryStatus().size() - 1}, open(out, "w"))
-    spark.stop()
+    if own:
+        spark.stop()
 
 
-def label_worker_crash(out):
+def label_worker_crash(out, spark=None):
     marker = os.environ["SPARKDL_LITE_TEST_KILL_WORKER"]
-    spark = _session("local[2,3]")
+    own = spark is None
+    spark = spark or _session("local[2,3]")
     clean, n_clean = _collect(_label_job(spark, n_rows=600, partitions=4))
     open(marker, "w").close()  # the first Python worker to see it exits with os._exit mid-transform
     faulty, n_faulty = _collect(_label_job(spark, n_rows=600, partitions=4))
     json.dump({"marker_consumed": not os.path.exists(marker), "n_clean": n_clean, "n_faulty": n_faulty,
                "max_diff": _max_diff(clean, faulty)}, open(out, "w"))
-    spark.stop()
+    if own:
+        spark.stop()
 
 
 def _digits_fit(spark, n_maps=4):
@@ -139,17 +143,22 @@ def _pred_diff(a, b):
     return float(max(np.abs(a[k] - b[k]).max() for k in a))
 
 
-def train_first_attempt(out):
-    spark = _session("local[2,3]")
+def train_first_attempt(out, spark=None):
+    own = spark is None
+    spark = spark or _session("local[2,3]")
     clean, _ = _digits_fit(spark, n_maps=2)
     os.environ["SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"] = "0"  # read on the driver by fitMultiple
     faulty, _ = _digits_fit(spark, n_maps=2)
+    os.environ.pop("SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT")
     json.dump({"models": len(faulty), "max_diff": _pred_diff(clean, faulty)}, open(out, "w"))
-    spark.stop()
+    if own:
+        spark.stop()
 
 
-def tune_executor_loss(out):
-    spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
+def tune_executor_loss(out, spark=None):
+    own = spark is None
+    if own:
+        spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
     sc = spark.sparkContext
     _wait_executors(sc, 2)
     clean, clean_exec = _digits_fit(spark)
@@ -179,10 +188,30 @@ def tune_executor_loss(out):
     json.dump({"killed": killed, "models": len(faulty), "max_diff": _pred_diff(clean, faulty),
                "clean_executors": sorted(set(map(str, clean_exec.values()))),
                "faulty_executors": sorted(set(map(str, faulty_exec.values())))}, open(out, "w"))
+    if own:
+        spark.stop()
+
+
+def local_faults(out):
+    """Both local[2,3] faults in one SparkContext (saves a Spark and TF start-up in the suite)."""
+    spark = _session("local[2,3]")
+    train_first_attempt(out + ".train", spark)
+    label_worker_crash(out + ".label", spark)
+    json.dump({"train": json.load(open(out + ".train")), "label": json.load(open(out + ".label"))}, open(out, "w"))
+    spark.stop()
+
+
+def cluster_faults(out):
+    """Both executor-loss faults on one local-cluster[2,1,1024]."""
+    spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
+    tune_executor_loss(out + ".tune", spark)
+    label_executor_loss(out + ".label", spark)
+    json.dump({"tune": json.load(open(out + ".tune")), "label": json.load(open(out + ".label"))}, open(out, "w"))
     spark.stop()
 
 
 if __name__ == "__main__":
     mode, out_path = sys.argv[1], sys.argv[2]
     {"label-executor-loss": label_executor_loss, "label-worker-crash": label_worker_crash,
-     "train-first-attempt": train_first_attempt, "tune-executor-loss": tune_executor_loss}[mode](out_path)
+     "train-first-attempt": train_first_attempt, "tune-executor-loss": tune_executor_loss,
+     "local-faults": local_faults, "cluster-faults": cluster_faults}[mode](out_path)

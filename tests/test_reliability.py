@@ -18,31 +18,49 @@ def _run(mode, tmp_path, env=None, timeout=600):
     return json.loads(out.read_text())
 
 
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
-def test_python_worker_crash_mid_transform_is_retried(tmp_path):
-    marker = tmp_path / "kill-one-worker"
-    res = _run("label-worker-crash", tmp_path, env={"SPARKDL_LITE_TEST_KILL_WORKER": str(marker)})
+NEEDS_FASHION = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
+
+
+@pytest.fixture(scope="module")
+def local_faults(tmp_path_factory):
+    """local[2,3] (3 attempts per task): a training task that dies on its first attempt, then a Python
+    worker that exits mid-transform; each run next to a clean run in the same SparkContext."""
+    tmp = tmp_path_factory.mktemp("local_faults")
+    return _run("local-faults", tmp, env={"SPARKDL_LITE_TEST_KILL_WORKER": str(tmp / "kill-one-worker")})
+
+
+@pytest.fixture(scope="module")
+def cluster_faults(tmp_path_factory):
+    """local-cluster[2,1,1024]: SIGKILL one executor JVM during fitMultiple, then during labeling."""
+    return _run("cluster-faults", tmp_path_factory.mktemp("cluster_faults"))
+
+
+@NEEDS_FASHION
+def test_python_worker_crash_mid_transform_is_retried(local_faults):
+    res = local_faults["label"]
     assert res["marker_consumed"], "no worker crashed: the fault was not injected"
     assert res["n_clean"] == res["n_faulty"] == 600
     assert res["max_diff"] < 1e-5
 
 
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
-def test_executor_loss_during_labeling(tmp_path):
-    res = _run("label-executor-loss", tmp_path)
+@NEEDS_FASHION
+def test_training_task_failing_its_first_attempt_is_retried(local_faults):
+    res = local_faults["train"]
+    assert res["models"] == 2
+    assert res["max_diff"] < 1e-6  # the retried model equals the clean run's
+
+
+@NEEDS_FASHION
+def test_executor_loss_during_labeling(cluster_faults):
+    res = cluster_faults["label"]
     assert len(res["killed"]) == 1, "no executor was killed"
     assert res["n_clean"] == res["n_faulty"] == 5000
     assert res["max_diff"] < 1e-5
 
 
-def test_training_task_failing_its_first_attempt_is_retried(tmp_path):
-    res = _run("train-first-attempt", tmp_path)
-    assert res["models"] == 2
-    assert res["max_diff"] < 1e-6  # the retried model equals the clean run's
-
-
-def test_executor_loss_during_tuning(tmp_path):
-    res = _run("tune-executor-loss", tmp_path)
+@NEEDS_FASHION
+def test_executor_loss_during_tuning(cluster_faults):
+    res = cluster_faults["tune"]
     assert len(res["killed"]) == 1, "no executor was killed"
     assert res["models"] == 4
     assert res["max_diff"] < 1e-6  # fixed seeds: the same models as without the kill
