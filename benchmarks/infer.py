@@ -20,7 +20,7 @@ Each Spark path runs in its own pool of Python workers (a distinct ``sc.environm
 thread settings and cached models never leak from one path into another; a small untimed pass
 right before each timed one makes sure that pool's workers are up and hold the model.
 
-    .venv/bin/python benchmarks/infer.py                      # both models, defaults (~8 min on 2 cores)
+    .venv/bin/python benchmarks/infer.py                      # both models, defaults (~9 min on 2 quiet cores)
     .venv/bin/python benchmarks/infer.py --models small --rows 20000 --repeats 5 --json out/infer.json
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 MODELS = ("small", "mobilenet")
-DEFAULT_ROWS = {"small": 40000, "mobilenet": 600}
+DEFAULT_ROWS = {"small": 30000, "mobilenet": 480}
 DEFAULT_BATCH = {"small": 512, "mobilenet": 64}
 # Rows per Arrow batch sent to the Python worker (spark.sql.execution.arrow.maxRecordsPerBatch): a
 # few graph batches per Arrow batch amortises the per-batch round trip on the small model; one

@@ -9,6 +9,9 @@ hidden-layer grid) on a Fashion-MNIST sample, each sized to train for >= 20 s on
 (c) by ``TFClassifier.fitMultiple`` on ``local[2]`` (one task per configuration, 1 core each);
 (d) by ``TFClassifier.fitMultiple`` on ``local-cluster[2,1,2048]`` (two executor JVMs of one core),
     timed after both executors have registered;
+(p) without Spark, in as many plain processes as there are task slots, each training its share of
+    the configurations with TF on one thread, started together after TF and the data are loaded:
+    what this machine gives two concurrent trainings, i.e. the bound for (c) and (d);
 
 and ``CrossValidator`` (3 folds, ``parallelism=K``) runs the same grid on ``local[2]``. Reported:
 wall times; speed-up of (c), (d) over (a) and (b); parallel efficiency (speed-up over (b) / task
@@ -18,7 +21,7 @@ with graph freezing and model building (inside ``train()`` but outside the epoch
 CrossValidator the share of core-time idle, and of wall time with no training job running.
 Every variant runs in its own child process (same data, same configurations).
 
-    .venv/bin/python benchmarks/tune.py                       # ~10 min on 2 cores
+    .venv/bin/python benchmarks/tune.py                       # ~13 min on 2 cores
     .venv/bin/python benchmarks/tune.py --epochs 2 --sample 2000 --skip cv   # quick check
 """
 from __future__ import annotations
@@ -38,7 +41,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULT = "RESULT "
-VARIANTS = ("a", "b", "c", "d", "cv")
+VARIANTS = ("a", "b", "p", "c", "d", "cv")
 NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
          "To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
@@ -94,6 +97,29 @@ def child_sequential(args: argparse.Namespace) -> Dict[str, Any]:
               f"{r.history[-1]['accuracy']:.3f}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     return {"variant": args.variant, "threads": args.threads, "wall_s": wall, "startup_s": t0 - t_start, "runs": runs}
+
+
+def child_plain_shard(args: argparse.Namespace) -> Dict[str, Any]:
+    """One process of (p): load TF and the data, say READY, wait for GO, train configs shard, shard+n, ..."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from sparkdl_lite import training
+
+    x, y = load_data(args)
+    x = x[..., None]
+    cfgs = configs(args)
+    print("READY", flush=True)
+    sys.stdin.readline()  # the parent starts every shard at once
+    t0 = time.perf_counter()
+    runs = []
+    for i in range(args.shard, len(cfgs), args.shards):
+        r = training.train(x, y, num_classes=10, scale=1 / 255.0, threads=1, **cfgs[i])
+        runs.append({"index": i, "seconds": r.seconds, "fit_seconds": sum(h["seconds"] for h in r.history),
+                     "accuracy": r.history[-1]["accuracy"]})
+        print(f"  (p) shard {args.shard}: config {i}: {r.seconds:.1f} s", file=sys.stderr, flush=True)
+    return {"variant": "p", "shard": args.shard, "wall_s": time.perf_counter() - t0, "runs": runs}
 
 
 def _stage_tasks(sc: Any, stage_id: int) -> List[Dict[str, Any]]:
@@ -230,24 +256,12 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------- parent
 def run_child(variant: str, extra: List[str], args: argparse.Namespace) -> Dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--sample", str(args.sample),
-           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--learning-rates", args.learning_rates,
-           "--hidden", args.hidden, "--folds", str(args.folds), "--executor-memory", args.executor_memory] + extra
+    cmd = _child_cmd(variant, args) + extra
     print(f"== ({variant}) {' '.join(extra)}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: List[str] = []
-
-    def pump() -> None:  # pass the child's stderr through, minus TF's known log noise
-        for line in proc.stderr:
-            err_lines.append(line)
-            if not any(n in line for n in NOISE):
-                sys.stderr.write(line)
-
-    import threading
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
+    t = _pump_stderr(proc, err_lines)
     try:
         out_text, _ = proc.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -263,10 +277,64 @@ def run_child(variant: str, extra: List[str], args: argparse.Namespace) -> Dict[
     return out
 
 
+def _child_cmd(variant: str, args: argparse.Namespace) -> List[str]:
+    return [sys.executable, os.path.abspath(__file__), "--child", variant, "--sample", str(args.sample),
+            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--learning-rates", args.learning_rates,
+            "--hidden", args.hidden, "--folds", str(args.folds), "--executor-memory", args.executor_memory]
+
+
+def _pump_stderr(proc: Any, keep: List[str]) -> Any:
+    import threading
+
+    def pump() -> None:  # pass a child's stderr through, minus TF's known log noise
+        for line in proc.stderr:
+            keep.append(line)
+            if not any(n in line for n in NOISE):
+                sys.stderr.write(line)
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    return t
+
+
+def run_plain_parallel(args: argparse.Namespace, shards: int) -> Dict[str, Any]:
+    """(p): ``shards`` plain processes, started together once each has loaded TF and the data."""
+    print(f"== (p) {shards} plain processes, TF on 1 thread each", flush=True)
+    procs, errs = [], []
+    for i in range(shards):
+        cmd = _child_cmd("p", args) + ["--shard", str(i), "--shards", str(shards)]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        errs.append([])
+        _pump_stderr(p, errs[-1])
+        procs.append(p)
+    for i, p in enumerate(procs):
+        line = p.stdout.readline()
+        if line.strip() != "READY":
+            for q in procs:
+                q.kill()
+            raise SystemExit(f"tune.py: (p) shard {i} did not start: {line!r}\n{''.join(errs[i][-40:])}")
+    t0 = time.perf_counter()
+    for p in procs:
+        p.stdin.write("GO\n")
+        p.stdin.flush()
+    shards_out = []
+    for i, p in enumerate(procs):
+        out_text, _ = p.communicate(timeout=args.timeout)
+        lines = [ln for ln in out_text.splitlines() if ln.startswith(RESULT)]
+        if p.returncode != 0 or not lines:
+            raise SystemExit(f"tune.py: (p) shard {i} failed ({p.returncode}):\n{out_text[-2000:]}\n{''.join(errs[i][-40:])}")
+        shards_out.append(json.loads(lines[-1][len(RESULT):]))
+    wall = time.perf_counter() - t0
+    runs = sorted((r for sh in shards_out for r in sh["runs"]), key=lambda r: r["index"])
+    return {"variant": "p", "processes": shards, "wall_s": wall, "runs": runs,
+            "shard_wall_s": [sh["wall_s"] for sh in shards_out]}
+
+
 def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
     s: Dict[str, Any] = {}
     a, b = res.get("a"), res.get("b")
-    for v in ("c", "d"):
+    pp = res.get("p")
+    for v in ("p", "c", "d"):
         r = res.get(v)
         if not r:
             continue
@@ -276,7 +344,9 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
         if b:
             row["speedup_vs_b"] = b["wall_s"] / r["wall_s"]
             row["efficiency"] = row["speedup_vs_b"] / slots
-        runs = [x for x in r["runs"] if x.get("task_s")]
+        if pp and v != "p":
+            row["vs_plain_processes"] = pp["wall_s"] / r["wall_s"]
+        runs = [x for x in r["runs"] if x.get("task_s")] if v != "p" else []
         if runs:
             row["mean_task_s"] = float(np.mean([x["task_s"] for x in runs]))
             row["mean_train_s"] = float(np.mean([x["train_s"] for x in runs]))
@@ -297,9 +367,10 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
 
 def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
     names = {"a": "(a) sequential, TF on all cores", "b": "(b) sequential, TF on 1 thread",
-             "c": "(c) fitMultiple, local[2]", "d": "(d) fitMultiple, local-cluster[2,1,2048]"}
+             "p": f"(p) {slots} plain processes, no Spark", "c": "(c) fitMultiple, local[2]",
+             "d": "(d) fitMultiple, local-cluster[2,1,2048]"}
     rows = []
-    for v in ("a", "b", "c", "d"):
+    for v in ("a", "b", "p", "c", "d"):
         r = res.get(v)
         if not r:
             continue
@@ -310,11 +381,12 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
                      f"{sm['outside_s']:.2f} s ({sm['outside_share']:.1%})" if "outside_s" in sm else "-",
                      f"{sm['cold_outside_s']:.2f} s ({sm['cold_outside_share']:.1%})" if "cold_outside_s" in sm else "-",
                      f"{sm['warm_outside_s']:.2f} s ({sm['warm_outside_share']:.1%})" if "warm_outside_s" in sm else "-",
-                     f"{sm['build_freeze_s']:.2f} s" if "build_freeze_s" in sm else "-"])
+                     f"{sm['build_freeze_s']:.2f} s" if "build_freeze_s" in sm else "-",
+                     f"{sm['vs_plain_processes']:.2f}" if "vs_plain_processes" in sm else "-"])
     out = [common.table(rows, ["variant", "wall s", "speed-up vs (a)", "vs (b)", f"efficiency (/{slots})",
                                "task overhead outside train(), all", "cold worker", "warm worker",
-                               "build+freeze in train()"])]
-    for v in ("a", "b", "c", "d"):
+                               "build+freeze in train()", "speed vs (p)"])]
+    for v in ("a", "b", "p", "c", "d"):
         r = res.get(v)
         if r:
             per = ", ".join(f"{x.get('train_s', x.get('seconds')):.1f}" for x in r["runs"])
@@ -332,7 +404,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--sample", type=int, default=6000, help="Fashion-MNIST training images (default 6000)")
-    ap.add_argument("--epochs", type=int, default=8, help="epochs per configuration (default 8: >= 20 s on one core)")
+    ap.add_argument("--epochs", type=int, default=6, help="epochs per configuration (default 6: ~30 s on one core here)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--learning-rates", default="0.001,0.003", help="grid of learningRate (default 0.001,0.003)")
     ap.add_argument("--hidden", default="64,128", help="grid of hiddenLayers, one dense layer each (default 64,128)")
@@ -349,11 +421,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--slots", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--cv", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:
         args.variant = args.child
-        out = child_sequential(args) if args.child in ("a", "b") else child_spark(args)
+        if args.child in ("a", "b"):
+            out = child_sequential(args)
+        elif args.child == "p":
+            out = child_plain_shard(args)
+        else:
+            out = child_spark(args)
         print(RESULT + json.dumps(out), flush=True)
         return out
 
@@ -370,13 +449,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         res["a"] = run_child("a", ["--threads", str(cores)], args)
     if "b" not in skip:
         res["b"] = run_child("b", ["--threads", "1"], args)
+    if "p" not in skip:
+        res["p"] = run_plain_parallel(args, slots)
     if "c" not in skip or "cv" not in skip:
         extra = ["--master", args.master, "--slots", str(slots)] + (["--cv"] if "cv" not in skip else [])
         res["c"] = run_child("c", extra, args)
     if "d" not in skip:
         res["d"] = run_child("d", ["--master", args.cluster, "--slots", str(cluster_slots)], args)
     summ = summarize(res, slots)
-    payload = {"machine": info, "args": {k: v for k, v in vars(args).items() if k not in ("child", "threads", "variant", "cv")},
+    payload = {"machine": info, "args": {k: v for k, v in vars(args).items() if k not in ("child", "threads", "variant", "cv", "shard", "shards")},
                "command": " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
                "task_slots": slots, "results": res, "summary": summ, "wall_s": time.perf_counter() - t_all}
     payload["machine"]["loadavg_end"] = os.getloadavg()
