@@ -12,7 +12,7 @@ import gzip
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -310,11 +310,7 @@ def load_fashion_mnist(path: Optional[PathLike] = None) -> Dataset:
     hint = (f"Install it with 'apt-get install -y dataset-fashion-mnist' (Debian/Ubuntu), or set {DATA_ENV} "
             "to a directory holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
             "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.")
-    directory = _resolve_dir("fashion-mnist", path, hint)
-    try:
-        return load_idx_dir(directory, name="fashion-mnist", class_names=list(FASHION_MNIST_CLASSES))
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{exc} {hint}") from exc
+    return _load_named("fashion-mnist", path, hint, FASHION_MNIST_CLASSES)
 
 
 def load_mnist(path: Optional[PathLike] = None) -> Dataset:
@@ -345,9 +341,13 @@ def load_mnist(path: Optional[PathLike] = None) -> Dataset:
     """
     hint = (f"Pass the directory, or set {DATA_ENV} to a directory holding train-images-idx3-ubyte[.gz], "
             "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz].")
-    directory = _resolve_dir("mnist", path, hint)
+    return _load_named("mnist", path, hint, MNIST_CLASSES)
+
+
+def _load_named(name: str, path: Optional[PathLike], hint: str, class_names: Sequence[str]) -> Dataset:
+    directory = _resolve_dir(name, path, hint)
     try:
-        return load_idx_dir(directory, name="mnist", class_names=list(MNIST_CLASSES))
+        return load_idx_dir(directory, name=name, class_names=list(class_names))
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{exc} {hint}") from exc
 

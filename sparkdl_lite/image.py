@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["CHANNEL_ORDERS", "MODE_BY_CHANNELS", "ImageBatch", "decode_batch", "encode_images",
-           "make_preprocess", "images_from_numpy", "read_images", "image_schema", "decode_file"]
+           "make_preprocess", "images_from_numpy", "read_images", "image_schema", "decode_file", "empty_files",
+           "EMPTY_FILE_ERROR"]
 
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
 MODE_BY_CHANNELS = {1: 0, 3: 16, 4: 24}  # OpenCV CV_8UC1 / CV_8UC3 / CV_8UC4
@@ -267,16 +268,23 @@ def decode_file(content: bytes) -> Tuple[int, int, int, int, bytes, Optional[str
 
 def read_images(spark: Any, path: str, *, recursive: bool = False, drop_invalid: bool = False,
                 sample_ratio: float = 1.0, num_partitions: Optional[int] = None, column: str = "image",
-                decoder: str = "spark") -> Any:
+                decoder: str = "spark", keep_empty: bool = True) -> Any:
     """Read image files (PNG, JPEG, BMP, GIF...) into a column of Spark image structs.
 
     ``decoder="spark"`` (default) uses Spark's image source (``spark.read.format("image")``):
-    invalid files stay as rows with ``height == -1`` unless ``drop_invalid``, 0-byte files are
-    skipped by Spark, and a 16-bit PNG keeps only the low byte of each gray pixel.
+    invalid files stay as rows with ``height == -1`` unless ``drop_invalid``, and a 16-bit PNG
+    keeps only the low byte of each gray pixel.
     ``decoder="pillow"`` reads the files with Spark's ``binaryFile`` source and decodes them with
-    Pillow on the executors: 16-bit images keep their high byte, WebP and TIFF work, 0-byte files
-    are kept as invalid rows, and a ``<column>_error`` column says why a file could not be decoded.
+    Pillow on the executors: 16-bit images keep their high byte, WebP and TIFF work, and a
+    ``<column>_error`` column says why a file could not be decoded.
     ``path`` may be a directory, a glob, or any Hadoop file system URI.
+
+    Spark's file sources never read 0-byte files. So that no file disappears silently, the driver
+    lists them (same path, same ``recursive``; hidden ``.``/``_`` names excluded as Spark does) and,
+    with ``keep_empty`` (default) and neither ``drop_invalid`` nor sampling, adds each as an invalid
+    row (``height == -1``, empty data; ``<column>_error`` = ``"empty file (0 bytes)"`` with the
+    Pillow decoder). Either way a warning names them. ``keep_empty=False`` skips that listing
+    (one more file-system listing on the driver: worth skipping for millions of remote files).
 
     .. versionadded:: 0.1.0
     """
@@ -297,9 +305,70 @@ def read_images(spark: Any, path: str, *, recursive: bool = False, drop_invalid:
         df = reader.load(path)
         if column != "image":
             df = df.withColumnRenamed("image", column)
+    if keep_empty:
+        df = _with_empty_files(spark, df, path, recursive=recursive, column=column,
+                               add_rows=not drop_invalid and sample_ratio == 1.0, error_col=decoder == "pillow")
     if num_partitions:
         df = df.repartition(num_partitions)
     return df
+
+
+EMPTY_FILE_ERROR = "empty file (0 bytes)"
+
+
+def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
+    """URIs of the 0-byte files that ``path`` (a file, directory or glob) names, as Spark lists them.
+
+    Directories are listed one level deep (all levels with ``recursive``); names starting with
+    ``.`` or ``_`` are skipped, as Spark's file sources skip them.
+    """
+    jvm = spark.sparkContext._jvm  # noqa: SLF001 - the Hadoop FileSystem API has no Python binding
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
+    found: List[str] = []
+
+    def visible(status: Any) -> bool:
+        name = status.getPath().getName()
+        return not (name.startswith(".") or name.startswith("_"))
+
+    def visit(fs: Any, status: Any, depth: int) -> None:
+        if not visible(status) and depth > 0:
+            return
+        if status.isDirectory():
+            if depth == 0 or recursive:
+                for child in fs.listStatus(status.getPath()):
+                    visit(fs, child, depth + 1)
+        elif status.getLen() == 0:
+            found.append(status.getPath().toString())
+
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(conf)
+    for status in fs.globStatus(hpath) or []:
+        visit(fs, status, 0)
+    return sorted(found)
+
+
+def _with_empty_files(spark: Any, df: Any, path: str, *, recursive: bool, column: str, add_rows: bool,
+                      error_col: bool) -> Any:
+    import logging
+
+    empties = empty_files(spark, path, recursive=recursive)
+    if not empties:
+        return df
+    shown = ", ".join(empties[:5]) + (f" and {len(empties) - 5} more" if len(empties) > 5 else "")
+    logging.getLogger("sparkdl_lite").warning(
+        "read_images: %d 0-byte file(s) under %s, %s: %s", len(empties), path,
+        "kept as invalid rows (height -1)" if add_rows else "not in the DataFrame", shown)
+    if not add_rows:
+        return df
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    fields = [StructField(column, image_schema(), True)]
+    rows = [((uri, -1, -1, -1, -1, bytearray()),) for uri in empties]
+    if error_col:
+        fields.append(StructField(f"{column}_error", StringType(), True))
+        rows = [r + (EMPTY_FILE_ERROR,) for r in rows]
+    extra = spark.createDataFrame(rows, StructType(fields))
+    return df.unionByName(extra, allowMissingColumns=True)
 
 
 def _read_with_pillow(spark: Any, path: str, *, recursive: bool, column: str) -> Any:

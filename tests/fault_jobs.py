@@ -45,6 +45,33 @@ def executor_pids(app_id):
             if "CoarseGrainedExecutorBackend" in line and app_id in line]
 
 
+def _start_killer(sc, stage_ready, delay=0.0, timeout=300):
+    """A thread that SIGKILLs one executor JVM of this application once an active stage satisfies
+    ``stage_ready(stage_info)`` (after ``delay`` seconds); returns the thread and the list of killed PIDs."""
+    killed = []
+
+    def killer():
+        tracker = sc.statusTracker()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for job in tracker.getActiveJobsIds():
+                info = tracker.getJobInfo(job)
+                for sid in info.stageIds if info else []:
+                    st = tracker.getStageInfo(sid)
+                    if st and stage_ready(st):
+                        time.sleep(delay)
+                        pids = executor_pids(sc.applicationId)
+                        if pids:
+                            os.kill(pids[0], signal.SIGKILL)
+                            killed.append(pids[0])
+                            return
+            time.sleep(0.1)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    return th, killed
+
+
 def _label_job(spark, n_rows=5000, partitions=8):
     from sparkdl_lite import TFGraph, TFImageTransformer, images_from_numpy
     from sparkdl_lite.datasets import read_idx
@@ -76,26 +103,7 @@ def label_executor_loss(out, spark=None):
     sc = spark.sparkContext
     _wait_executors(sc, 2)
     clean, n_clean = _collect(_label_job(spark))
-    killed = []
-
-    def killer():
-        tracker = sc.statusTracker()
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            for job in tracker.getActiveJobsIds():
-                info = tracker.getJobInfo(job)
-                for sid in info.stageIds if info else []:
-                    st = tracker.getStageInfo(sid)
-                    if st and st.numCompletedTasks >= 2:
-                        pids = executor_pids(sc.applicationId)
-                        if pids:
-                            os.kill(pids[0], signal.SIGKILL)
-                            killed.append(pids[0])
-                            return
-            time.sleep(0.2)
-
-    th = threading.Thread(target=killer, daemon=True)
-    th.start()
+    th, killed = _start_killer(sc, lambda st: st.numCompletedTasks >= 2)
     faulty, n_faulty = _collect(_label_job(spark))
     th.join(timeout=5)
     json.dump({"killed": killed, "n_clean": n_clean, "n_faulty": n_faulty, "max_diff": _max_diff(clean, faulty),
@@ -137,12 +145,6 @@ def _digits_fit(spark, n_maps=4):
     return preds, executors
 
 
-def _pred_diff(a, b):
-    if a.keys() != b.keys():
-        return float("inf")
-    return float(max(np.abs(a[k] - b[k]).max() for k in a))
-
-
 def train_first_attempt(out, spark=None):
     own = spark is None
     spark = spark or _session("local[2,3]")
@@ -150,7 +152,7 @@ def train_first_attempt(out, spark=None):
     os.environ["SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"] = "0"  # read on the driver by fitMultiple
     faulty, _ = _digits_fit(spark, n_maps=2)
     os.environ.pop("SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT")
-    json.dump({"models": len(faulty), "max_diff": _pred_diff(clean, faulty)}, open(out, "w"))
+    json.dump({"models": len(faulty), "max_diff": _max_diff(clean, faulty)}, open(out, "w"))
     if own:
         spark.stop()
 
@@ -162,30 +164,10 @@ def tune_executor_loss(out, spark=None):
     sc = spark.sparkContext
     _wait_executors(sc, 2)
     clean, clean_exec = _digits_fit(spark)
-    killed = []
-
-    def killer():
-        tracker = sc.statusTracker()
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            for job in tracker.getActiveJobsIds():
-                info = tracker.getJobInfo(job)
-                for sid in info.stageIds if info else []:
-                    st = tracker.getStageInfo(sid)
-                    if st and st.numTasks == 4 and st.numActiveTasks >= 1:
-                        time.sleep(2.0)  # let training start, then kill one executor mid-task
-                        pids = executor_pids(sc.applicationId)
-                        if pids:
-                            os.kill(pids[0], signal.SIGKILL)
-                            killed.append(pids[0])
-                            return
-            time.sleep(0.1)
-
-    th = threading.Thread(target=killer, daemon=True)
-    th.start()
+    th, killed = _start_killer(sc, lambda st: st.numTasks == 4 and st.numActiveTasks >= 1, delay=2.0)
     faulty, faulty_exec = _digits_fit(spark)
     th.join(timeout=5)
-    json.dump({"killed": killed, "models": len(faulty), "max_diff": _pred_diff(clean, faulty),
+    json.dump({"killed": killed, "models": len(faulty), "max_diff": _max_diff(clean, faulty),
                "clean_executors": sorted(set(map(str, clean_exec.values()))),
                "faulty_executors": sorted(set(map(str, faulty_exec.values())))}, open(out, "w"))
     if own:

@@ -5,6 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, images_from_numpy, read_images
+from sparkdl_lite.image import empty_files
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def _by_name(rows, col="image"):
 def test_spark_decoder_matrix(spark, bad_dir, mean_graph):
     df = read_images(spark, str(bad_dir))
     rows = _by_name(df.collect())
-    assert "empty.png" not in rows  # Spark's file listing skips 0-byte files
+    assert rows["empty.png"].image.height == -1 and len(rows["empty.png"].image.data) == 0  # added by read_images
     assert rows["truncated.png"].image.height == -1 and rows["text.jpg"].image.height == -1
     assert rows["photo.webp"].image.height == -1  # no WebP reader in the JVM's ImageIO
     g16 = np.frombuffer(rows["gray16.png"].image.data, np.uint8)
@@ -41,16 +42,17 @@ def test_spark_decoder_matrix(spark, bad_dir, mean_graph):
     np.testing.assert_array_equal(g16, want_low)  # the documented low-byte behaviour
     out = TFImageTransformer(graph=mean_graph, inputCol="image", outputCol="m", errorMode="null").transform(df).collect()
     out = _by_name(out)
-    assert len(out) == 5
+    assert len(out) == 6
     assert out["ok.png"].m is not None and out["ok.png"].m_error is None
     assert out["gray16.png"].m is not None  # gray -> RGB by repeating the plane
-    for name in ("truncated.png", "text.jpg", "photo.webp"):
+    for name in ("truncated.png", "text.jpg", "photo.webp", "empty.png"):
         assert out[name].m is None and "invalid" in out[name].m_error
 
 
 def test_pillow_decoder_matrix(spark, bad_dir, photo_patches):
     rows = _by_name(read_images(spark, str(bad_dir), decoder="pillow").collect())
-    assert set(rows) == {"ok.png", "truncated.png", "text.jpg", "photo.webp", "gray16.png"}
+    assert set(rows) == {"ok.png", "truncated.png", "text.jpg", "photo.webp", "gray16.png", "empty.png"}
+    assert rows["empty.png"].image.height == -1 and rows["empty.png"].image_error == "empty file (0 bytes)"
     assert "truncated" in rows["truncated.png"].image_error
     assert "cannot identify" in rows["text.jpg"].image_error
     webp = np.frombuffer(rows["photo.webp"].image.data, np.uint8).reshape(32, 32, 3)
@@ -61,6 +63,24 @@ def test_pillow_decoder_matrix(spark, bad_dir, photo_patches):
     np.testing.assert_array_equal(ok[..., ::-1], photo_patches[0])
     with pytest.raises(ValueError, match="decoder must be 'spark' or 'pillow'"):
         read_images(spark, str(bad_dir), decoder="opencv")
+
+
+def test_empty_files_listing(spark, bad_dir, tmp_path, caplog):
+    assert [u.rsplit("/", 1)[-1] for u in empty_files(spark, str(bad_dir))] == ["empty.png"]
+    assert [u.rsplit("/", 1)[-1] for u in empty_files(spark, str(bad_dir / "*.png"))] == ["empty.png"]
+    nested = tmp_path / "top"
+    (nested / "sub").mkdir(parents=True)
+    (nested / "sub" / "deep.png").write_bytes(b"")
+    (nested / ".hidden.png").write_bytes(b"")
+    (nested / "top.png").write_bytes(b"")
+    assert [u.rsplit("/", 1)[-1] for u in empty_files(spark, str(nested))] == ["top.png"]
+    assert [u.rsplit("/", 1)[-1] for u in empty_files(spark, str(nested), recursive=True)] == ["deep.png", "top.png"]
+    with caplog.at_level("WARNING", logger="sparkdl_lite"):
+        n_kept = read_images(spark, str(bad_dir)).count()
+        n_dropped = read_images(spark, str(bad_dir), drop_invalid=True).count()
+        n_skipped = read_images(spark, str(bad_dir), keep_empty=False).count()
+    assert (n_kept, n_skipped, n_dropped) == (6, 5, 2)  # drop_invalid keeps ok.png and gray16.png
+    assert "0-byte file(s)" in caplog.text and "empty.png" in caplog.text
 
 
 def test_mixed_sizes(spark, photo_patches, mean_graph):
