@@ -32,34 +32,60 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _python_workers() -> list:
-    pids = []
+def _processes() -> dict:
+    """{pid: (parent pid, command line)} of every process."""
+    procs = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
+            stat = open(f"/proc/{d}/stat").read()
             cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "pyspark.daemon" in cmd or "pyspark/daemon.py" in cmd:
-            pids.append(int(d))
-    return pids
+        procs[int(d)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd)
+    return procs
+
+
+def _descendants(root: int, procs: dict) -> list:
+    out, todo = [], [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _) in procs.items():
+            if ppid == parent:
+                out.append(pid)
+                todo.append(pid)
+    return out
+
+
+def _own_processes() -> tuple:
+    """(Python worker PIDs, driver JVM PIDs) started by this driver; other jobs' workers are ignored."""
+    procs = _processes()
+    mine = _descendants(os.getpid(), procs)
+    workers = [p for p in mine if "pyspark.daemon" in procs[p][1] or "pyspark/daemon.py" in procs[p][1]]
+    jvms = [p for p in mine if "java" in procs[p][1].split(" ", 1)[0]]
+    return workers, jvms
 
 
 class Sampler:
-    """Peak RSS of the Python workers (largest single process) and of the driver process."""
+    """Peak RSS of this driver's Python workers (largest single process), of the Python driver and
+    of the driver JVM (in local mode that JVM also runs the executor)."""
 
     def __init__(self) -> None:
         self.peak_worker = 0.0
         self.peak_driver = 0.0
+        self.peak_jvm = 0.0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            for pid in _python_workers():
+            workers, jvms = _own_processes()
+            for pid in workers:
                 self.peak_worker = max(self.peak_worker, _rss_mb(pid))
+            for pid in jvms:
+                self.peak_jvm = max(self.peak_jvm, _rss_mb(pid))
             self.peak_driver = max(self.peak_driver, _rss_mb(me))
             time.sleep(0.2)
 
@@ -111,12 +137,14 @@ def main(argv=None) -> int:
             out.write.format("noop").mode("overwrite").save()
             wall = time.perf_counter() - t0
         results.append({"rows": n, "partitions": parts, "seconds": round(wall, 1), "images_per_s": round(n / wall),
-                        "peak_python_worker_rss_mb": round(s.peak_worker), "peak_driver_rss_mb": round(s.peak_driver)})
+                        "peak_python_worker_rss_mb": round(s.peak_worker), "peak_driver_rss_mb": round(s.peak_driver),
+                        "peak_jvm_rss_mb": round(s.peak_jvm)})
         print(json.dumps(results[-1]), flush=True)
     if len(results) >= 2:
         a, b = results[0], results[-1]
         print(f"rows x{b['rows'] / a['rows']:.0f}: peak worker RSS x{b['peak_python_worker_rss_mb'] / max(a['peak_python_worker_rss_mb'], 1):.2f}, "
-              f"driver RSS x{b['peak_driver_rss_mb'] / max(a['peak_driver_rss_mb'], 1):.2f}")
+              f"driver RSS x{b['peak_driver_rss_mb'] / max(a['peak_driver_rss_mb'], 1):.2f}, "
+              f"JVM RSS x{b['peak_jvm_rss_mb'] / max(a['peak_jvm_rss_mb'], 1):.2f}")
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         json.dump({"results": results, "machine": common.machine_info() if hasattr(common, "machine_info") else None},

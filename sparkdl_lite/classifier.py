@@ -84,7 +84,7 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         typeConverter=to_int_list)
     dropout: Param[float] = Param(
         Params._dummy(), "dropout",
-        "Dropout rate after each hidden dense layer, in [0, 1); 0 adds no dropout.",
+        "Dropout rate after each hidden dense layer and each conv block, in [0, 1); 0 adds no dropout.",
         typeConverter=TypeConverters.toFloat)
     learningRate: Param[float] = Param(
         Params._dummy(), "learningRate",

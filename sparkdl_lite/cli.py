@@ -300,14 +300,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 "best": {"params": best_params, "test_accuracy": best_acc, "test_error": err_b},
                 "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
         command = "sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv)
+        tuned_names = {n for n, _ in grid_items}
+        fixed = {k: v for k, v in (("architecture", args.architecture), ("epochs", args.epochs),
+                                   ("batchSize", args.batch_size), ("seed", args.seed)) if k not in tuned_names}
         setup = {
             "command": f"`{command}`",
             "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
                     f"{data.num_classes} classes; features: 28x28 uint8 image structs, scaled by 1/255 in the graph",
             "validation": how,
             "grid": f"{len(param_maps)} param maps: " + "; ".join(f"{n} = {v}" for n, v in grid_items),
-            "fixed params": f"architecture={args.architecture}, epochs={args.epochs}, batchSize={args.batch_size}, "
-                            f"seed={args.seed} (other params: TFClassifier defaults)",
+            "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
             "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
                                      + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
             "Spark": f"master {sc.master}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
@@ -423,7 +425,7 @@ def _labeled(kind: str, model: Any, images: Any) -> Any:
     ok = scored.select(origin, F.col(pred_col).cast("double").alias("prediction"), prob.alias("probability"),
                        F.lit(None).cast("string").alias("error"))
     reason = F.when(F.col("image").isNull(), F.lit("no image (null row)")).otherwise(
-        F.lit("invalid image: Spark's image source could not decode the file (height -1, no data)"))
+        F.lit("invalid image: Spark's image source could not decode the file (height -1, no data: an empty, truncated or unsupported file)"))
     bad = images.filter(~valid | valid.isNull()).select(
         origin, F.lit(None).cast("double").alias("prediction"), F.lit(None).cast(T.ArrayType(T.FloatType())).alias("probability"),
         reason.alias("error"))

@@ -74,7 +74,7 @@ def load_callable(data: bytes, input_names: Sequence[str], output_names: Sequenc
     if preprocess is None:
         fn = pruned
     else:
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)  # plain TF ops: nothing for AutoGraph to convert
         def fn(*args):
             return pruned(*preprocess(*args))
 

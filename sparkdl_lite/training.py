@@ -143,8 +143,8 @@ def build_model(*, architecture: str, num_classes: int, feature_shape: Sequence[
     architecture : {"mlp", "cnn"}
         ``mlp``: Flatten, then one ``Dense(relu)`` per ``hidden_layers`` entry.
         ``cnn``: one ``Conv2D(f, 3, "same", relu)`` + ``MaxPooling2D(2)`` per ``conv_filters``
-        entry (pooling is skipped along an axis shorter than 2), then Flatten and the
-        ``hidden_layers`` as in ``mlp``.
+        entry (pooling is skipped along an axis shorter than 2; ``Dropout(dropout)`` after each
+        block when ``dropout > 0``), then Flatten and the ``hidden_layers`` as in ``mlp``.
     num_classes : int
         Number of classes (>= 2): the width of the logits.
     feature_shape : sequence of int
@@ -157,7 +157,8 @@ def build_model(*, architecture: str, num_classes: int, feature_shape: Sequence[
     conv_filters : sequence of int
         Filters of the conv blocks (``cnn`` only).
     dropout : float
-        Dropout rate in [0, 1) after each hidden dense layer; 0 adds no Dropout layer.
+        Dropout rate in [0, 1) after each hidden dense layer (and each conv block of a ``cnn``);
+        0 adds no Dropout layer.
     scale : float, optional
         When given, the first layer is ``Rescaling(scale)``, so the model takes raw values
         (``1/255`` for 0..255 images).
@@ -223,6 +224,8 @@ def _build(*, architecture, num_classes, feature_shape, target, hidden_layers, c
             pool = tuple(2 if d is not None and d >= 2 else 1 for d in h.shape[1:3])
             if pool != (1, 1):
                 h = layers.MaxPooling2D(pool, name=f"pool_{i}")(h)
+            if dropout > 0:
+                h = layers.Dropout(dropout, name=f"conv_dropout_{i}")(h)
     h = layers.Flatten(name="flatten")(h)
     for i, units in enumerate(hidden_layers):
         h = layers.Dense(units, activation="relu", name=f"dense_{i}")(h)
