@@ -106,6 +106,12 @@ def test_build_model_layers_and_pooling():
     assert pools == [(1, 2), (1, 2)]
     assert tuple(cnn.get_layer("flatten").output.shape) == (None, 2 * 3)
     assert cnn.get_layer("logits").output.shape[-1] == 2
+    assert not [layer.name for layer in cnn.layers if "dropout" in layer.name]  # dropout=0: none
+    cnn_d = build_model(architecture="cnn", num_classes=2, feature_shape=(8, 8, 1), conv_filters=(2, 3),
+                        hidden_layers=(4,), dropout=0.25)
+    names = [layer.name for layer in cnn_d.layers]
+    assert [n for n in names if "dropout" in n] == ["conv_dropout_0", "conv_dropout_1", "dropout_0"]
+    assert names.index("conv_dropout_0") == names.index("pool_0") + 1  # after each conv block
 
 
 def test_diverging_loss_stops_without_raising(digits):
