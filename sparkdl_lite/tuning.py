@@ -278,7 +278,8 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
                      x_param: Optional[str] = None, title: Optional[str] = None) -> str:
     """Draw the error of each param map against the learning rate, one line per layer width.
 
-    The x axis is ``learningRate`` (or ``x_param``; logarithmic when its values span 10x or more),
+    The x axis is ``learningRate`` on a log scale (or ``x_param``, logarithmic when its values
+    span 10x or more),
     the y axis each row's ``error`` (``mean`` for metrics without one) with ``std`` as error bars.
     Lines group the param maps by the other tuned params (``hidden=[256]``); when ``architecture``
     was tuned, each architecture gets its own panel. The picked param map is starred and diverged
@@ -328,7 +329,9 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
     xs_all = [r.get(x_param) for r in rows] if x_param else list(range(len(rows)))
     positive = [x for x in xs_all if isinstance(x, (int, float)) and x > 0]
-    log_x = bool(positive) and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10
+    # Learning rates are always drawn on a log axis (their grids are geometric); other params when they span 10x.
+    log_x = bool(positive) and len(positive) == len(xs_all) and len(set(positive)) > 1 and (
+        x_param == "learningRate" or max(positive) / min(positive) >= 10)
     cmap = matplotlib.colormaps["viridis"]
     groups_all = sorted({tuple(json.dumps(r.get(k), default=str) for k in line_keys) for r in rows},
                         key=lambda g: [_sort_key(json.loads(v)) for v in g])
