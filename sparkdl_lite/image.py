@@ -228,6 +228,9 @@ def images_from_numpy(spark: Any, array: np.ndarray, labels: Optional[Sequence[A
     return df
 
 
+EMPTY_FILE_ERROR = "empty file (0 bytes)"
+
+
 def decode_file(content: bytes) -> Tuple[int, int, int, int, bytes, Optional[str]]:
     """Decode one image file with Pillow into Spark's layout: ``(h, w, c, mode, BGR(A) bytes, error)``.
 
@@ -240,7 +243,7 @@ def decode_file(content: bytes) -> Tuple[int, int, int, int, bytes, Optional[str
     from PIL import Image, UnidentifiedImageError
 
     if not content:
-        return -1, -1, -1, -1, b"", "the file is empty (0 bytes)"
+        return -1, -1, -1, -1, b"", EMPTY_FILE_ERROR
     try:
         with Image.open(io.BytesIO(content)) as im:
             im.load()
@@ -313,9 +316,6 @@ def read_images(spark: Any, path: str, *, recursive: bool = False, drop_invalid:
     return df
 
 
-EMPTY_FILE_ERROR = "empty file (0 bytes)"
-
-
 def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
     """URIs of the 0-byte files that ``path`` (a file, directory or glob) names, as Spark lists them.
 
@@ -363,10 +363,11 @@ def _with_empty_files(spark: Any, df: Any, path: str, *, recursive: bool, column
     from pyspark.sql.types import StringType, StructField, StructType
 
     fields = [StructField(column, image_schema(), True)]
-    rows = [((uri, -1, -1, -1, -1, bytearray()),) for uri in empties]
+    h, w, c, mode, data, error = decode_file(b"")  # the same invalid row the Pillow decoder gives an empty file
+    rows = [((uri, h, w, c, mode, bytearray(data)),) for uri in empties]
     if error_col:
         fields.append(StructField(f"{column}_error", StringType(), True))
-        rows = [r + (EMPTY_FILE_ERROR,) for r in rows]
+        rows = [r + (error,) for r in rows]
     extra = spark.createDataFrame(rows, StructType(fields))
     return df.unionByName(extra, allowMissingColumns=True)
 
