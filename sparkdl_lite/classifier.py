@@ -325,6 +325,18 @@ def _executor_id(local_mode: bool) -> str:
     return f"{socket.gethostname()}:{os.getppid()}"  # the worker daemon: one per executor
 
 
+def _process_age(now: float) -> Optional[float]:
+    """Seconds this process had lived at ``time.perf_counter()`` value ``now`` (Linux ``/proc``; else None)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started - (time.perf_counter() - now))
+
+
 def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_classes: int,
                 scale: Optional[float], local_mode: bool) -> Tuple[Any, ...]:
     """Train param map ``index`` inside a Spark task; errors come back as text, never raised."""
@@ -343,13 +355,19 @@ def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_
             "attempt": ctx.attemptNumber() if ctx else None}
     if configs[index].get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:
         raise RuntimeError(f"injected failure of the first attempt of param map {index}")  # escapes: Spark retries
+    startup = {"workerAge": _process_age(start)}  # None where /proc is missing; ~0 in a fresh worker
     try:
-        runtime.configure_threads(threads)
+        t0 = time.perf_counter()
+        runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
+        t1 = time.perf_counter()
         data = data_bc.value  # read only: the arrays are shared by every task of this worker
+        t2 = time.perf_counter()
+        startup.update(tensorflow=t1 - t0, broadcast=t2 - t1)
         result = training.train(data["x"], data["y"], num_classes=num_classes, scale=scale, threads=threads,
                                 **{k: v for k, v in configs[index].items() if not k.startswith("_")})
         graph = result.graph
-        info.update(seconds=float(result.seconds), diverged=bool(result.diverged))
+        info.update(seconds=float(result.seconds), diverged=bool(result.diverged), startup=startup,
+                    phases={k: float(v) for k, v in result.phases.items()})
         return (index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
                 result.history, info, None)
     except Exception as exc:  # noqa: BLE001 - reported per param map so the other models survive
@@ -692,7 +710,9 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
         Per epoch: ``epoch``, ``loss``, ``accuracy``, ``seconds``.
     trainingInfo : dict
         Where and how training ran: ``executorId``, ``host``, ``pid``, ``taskCpus``, ``seconds``,
-        ``diverged``.
+        ``diverged``; ``startup`` (seconds before training: ``workerAge`` of the Python worker when
+        the task began, ``tensorflow`` import, ``broadcast`` read) and ``phases`` (``import``,
+        ``build``, ``fit``, ``freeze``: where ``seconds`` went).
 
     Examples
     --------

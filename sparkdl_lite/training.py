@@ -42,6 +42,10 @@ class TrainResult:
     diverged : bool
         True when the training loss became NaN or infinite; training stopped there and
         ``graph`` holds the weights reached (its outputs may be NaN).
+    phases : dict
+        Where ``seconds`` went: ``import`` (TensorFlow and Keras imports, ~0 once loaded),
+        ``build`` (model construction and compile), ``fit`` (Keras ``fit``: the epochs and the
+        first trace of the training step) and ``freeze`` (exporting the inference graph).
 
     .. versionadded:: 0.1.0
     """
@@ -50,6 +54,7 @@ class TrainResult:
     history: List[Dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     diverged: bool = False
+    phases: Dict[str, float] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -405,9 +410,11 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     if fail_on:
         raise RuntimeError(str(fail_on))
 
+    t_import = time.perf_counter()
     import keras
     import tensorflow as tf
 
+    t_build = time.perf_counter()
     if threads is not None:
         _set_threads(threads)
     keras.backend.clear_session()  # a Python worker may train many models: drop the old graphs' state
@@ -422,8 +429,11 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
                     metrics=["accuracy"])
     history: List[Dict[str, Any]] = []
     state = {"diverged": False}
+    t_fit = time.perf_counter()
     trainer.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True,
                 callbacks=[_epoch_callback(history, state)])
+    t_freeze = time.perf_counter()
     graph = TFGraph.from_keras(model)
-    return TrainResult(graph=graph, history=history, seconds=time.perf_counter() - start,
-                       diverged=state["diverged"])
+    end = time.perf_counter()
+    phases = {"import": t_build - t_import, "build": t_fit - t_build, "fit": t_freeze - t_fit, "freeze": end - t_freeze}
+    return TrainResult(graph=graph, history=history, seconds=end - start, diverged=state["diverged"], phases=phases)

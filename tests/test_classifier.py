@@ -65,6 +65,11 @@ def test_mlp_reaches_95_percent_on_digits(spark, digits, digits_dfs):
     info = model.trainingInfo
     assert info["executorId"] == "driver" and info["seconds"] > 0 and info["diverged"] is False
     assert info["taskCpus"] == 1
+    # Where the task's time went: worker age at task start, TF import, broadcast read, train() phases.
+    assert set(info["startup"]) == {"workerAge", "tensorflow", "broadcast"}
+    assert all(v >= 0 for v in info["startup"].values())
+    assert set(info["phases"]) == {"import", "build", "fit", "freeze"}
+    assert sum(info["phases"].values()) <= info["seconds"] + 1e-6
 
     # Columns and values against NumPy: the frozen graph run directly on the test features.
     out = model.transform(test_df).orderBy("id").collect()

@@ -38,6 +38,9 @@ def test_default_mlp_learns_digits(digits):
     assert result.history[-1]["accuracy"] > 0.95
     assert all(h["seconds"] > 0 for h in result.history)
     assert result.seconds >= sum(h["seconds"] for h in result.history)
+    assert set(result.phases) == {"import", "build", "fit", "freeze"}
+    assert all(v >= 0 for v in result.phases.values()) and result.phases["freeze"] > 0
+    assert sum(h["seconds"] for h in result.history) <= result.phases["fit"] <= result.seconds
 
 
 def test_cnn_with_input_shape_learns_digits(digits):
