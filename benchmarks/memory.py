@@ -48,13 +48,14 @@ def _processes() -> dict:
 
 
 def _descendants(root: int, procs: dict) -> list:
+    children: dict = {}
+    for pid, (ppid, _) in procs.items():  # one pass over the process table, then a tree walk
+        children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
-        parent = todo.pop()
-        for pid, (ppid, _) in procs.items():
-            if ppid == parent:
-                out.append(pid)
-                todo.append(pid)
+        kids = children.get(todo.pop(), [])
+        out.extend(kids)
+        todo.extend(kids)
     return out
 
 

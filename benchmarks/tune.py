@@ -13,15 +13,18 @@ hidden-layer grid) on a Fashion-MNIST sample, each sized to train for >= 20 s on
     the configurations with TF on one thread, started together after TF and the data are loaded:
     what this machine gives two concurrent trainings, i.e. the bound for (c) and (d);
 
-and ``CrossValidator`` (3 folds, ``parallelism=K``) runs the same grid on ``local[2]``. Reported:
-wall times; speed-up of (c), (d) over (a) and (b); parallel efficiency (speed-up over (b) / task
-slots); per-task overhead = task wall time (Spark's task duration) - training time (``trainingInfo``),
-i.e. broadcast fetch, Python worker start, TF import, result transfer, as a share of the task time,
-with graph freezing and model building (inside ``train()`` but outside the epochs) shown apart; for
+(c) and (d) are then timed a second time in the same session (``warm``): the Python workers have
+TensorFlow loaded, as for CrossValidator's later folds or a second tuning run. ``CrossValidator``
+(3 folds, ``parallelism=K``) runs the same grid on ``local[2]``. Reported: wall times; speed-up of
+(c), (d) over (a) and (b); parallel efficiency (speed-up over (b) / task slots); per-task overhead =
+task wall time (Spark's task duration) - training time (``trainingInfo``), as a share of the task
+time, split (from ``trainingInfo["startup"]`` and ``["phases"]``) into Python worker start,
+TensorFlow import, broadcast read, model build, first trace, graph freeze and transfer (the rest:
+result to the driver, task launch), for cold (first task of a worker) and warm tasks; for
 CrossValidator the share of core-time idle, and of wall time with no training job running.
 Every variant runs in its own child process (same data, same configurations).
 
-    .venv/bin/python benchmarks/tune.py                       # ~13 min on 2 cores
+    .venv/bin/python benchmarks/tune.py                       # ~16 min on 2 cores
     .venv/bin/python benchmarks/tune.py --epochs 2 --sample 2000 --skip cv   # quick check
 """
 from __future__ import annotations
@@ -41,7 +44,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULT = "RESULT "
-VARIANTS = ("a", "b", "p", "c", "d", "cv")
+VARIANTS = ("a", "b", "p", "c", "d", "warm", "cv")
 NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
          "To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
@@ -154,6 +157,28 @@ def _training_stages(sc: Any, group: str) -> List[Dict[str, Any]]:
     return stages
 
 
+PARTS = ("worker", "tensorflow", "broadcast", "build", "first_trace", "freeze", "transfer")
+
+
+def _parts(info: Dict[str, Any], fit_s: float, task_s: float) -> Dict[str, float]:
+    """Split one task's time that is not an epoch into the costs issue #6 names.
+
+    worker: Python worker start and task deserialisation before our code runs (``startup.workerAge``
+    when the worker is fresh, else 0); tensorflow: its import; broadcast: reading the data;
+    build: model construction and compile; first_trace: Keras ``fit`` time outside the epochs'
+    callbacks (data adapter, first trace of the step); freeze: exporting the inference graph;
+    transfer: the rest of the task's wall time (graph bytes to Arrow, result to the driver,
+    Spark's task launch).
+    """
+    st, ph = info.get("startup") or {}, info.get("phases") or {}
+    fresh = st.get("tensorflow", 0.0) > 0.5  # TF was imported by this task: the worker is new
+    parts = {"worker": (st.get("workerAge") or 0.0) if fresh else 0.0, "tensorflow": st.get("tensorflow", 0.0),
+             "broadcast": st.get("broadcast", 0.0), "build": ph.get("import", 0.0) + ph.get("build", 0.0),
+             "first_trace": max(0.0, ph.get("fit", fit_s) - fit_s), "freeze": ph.get("freeze", 0.0)}
+    parts["transfer"] = max(0.0, task_s - info["seconds"] - parts["worker"] - parts["tensorflow"] - parts["broadcast"])
+    return parts
+
+
 def _overheads(models: List[Any], tasks: List[Dict[str, Any]], seen_pids: set) -> List[Dict[str, Any]]:
     """Per model: task time, training time and their difference; ``cold`` marks the first task of a
     Python worker (it pays the worker start and the TF import; later tasks of that worker do not)."""
@@ -176,6 +201,7 @@ def _overheads(models: List[Any], tasks: List[Dict[str, Any]], seen_pids: set) -
             row["inside_not_fit_s"] = info["seconds"] - fit_s  # model build, first trace, freeze
             row["outside_share"] = row["outside_train_s"] / task["duration_s"]
             row["overhead_share"] = (task["duration_s"] - fit_s) / task["duration_s"]
+            row["parts"] = _parts(info, fit_s, task["duration_s"])
         rows.append(row)
     return rows
 
@@ -202,7 +228,8 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
         x, y = load_data(args)
         df = images_from_numpy(spark, x, y, num_partitions=slots).cache()
         df.count()
-        # Warm-up: not timed. The Python workers and the JVMs start before the clock starts.
+        # JVM warm-up only: the training job's Python workers (SQL Arrow workers, a daemon of their
+        # own) start inside the timed fit, as on a user's first fit; --warm times a second fit.
         spark.range(0, slots, 1, slots).selectExpr("id").toPandas()
         clf = make_classifier(args)
         maps = grid_maps(clf, args)
@@ -217,8 +244,19 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
         t2 = time.perf_counter()
         stages = _training_stages(sc, f"fit-{args.variant}")
         tasks = [t for s in stages for t in s["tasks"]]
+        seen: set = set()
         result.update(wall_s=t2 - t0, driver_prepare_s=t1 - t0, train_job_s=t2 - t1,
-                      runs=_overheads(models, tasks, set()), stages=stages)
+                      runs=_overheads(models, tasks, seen), stages=stages)
+        if args.warm:  # the same fit again in this session: the Python workers have TF loaded now
+            sc.setJobGroup(f"fit-{args.variant}-warm", "fitMultiple, warm workers")
+            t0 = time.perf_counter()
+            warm = [None] * len(maps)
+            for index, model in clf.fitMultiple(df, maps):
+                warm[index] = model
+            wall = time.perf_counter() - t0
+            wstages = _training_stages(sc, f"fit-{args.variant}-warm")
+            result["warm"] = {"wall_s": wall, "runs": _overheads(warm, [t for st in wstages for t in st["tasks"]], seen),
+                              "stages": wstages}
 
         if args.cv:
             sc.setJobGroup(f"cv-{args.variant}", "CrossValidator")
@@ -334,8 +372,8 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
     s: Dict[str, Any] = {}
     a, b = res.get("a"), res.get("b")
     pp = res.get("p")
-    for v in ("p", "c", "d"):
-        r = res.get(v)
+    for v in ("p", "c", "c_warm", "d", "d_warm"):
+        r = res.get(v) if "_" not in v else (res.get(v.split("_")[0]) or {}).get("warm")
         if not r:
             continue
         row = {"wall_s": r["wall_s"]}
@@ -359,6 +397,8 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
                     row[f"{label}_tasks"] = len(sel)
                     row[f"{label}_outside_s"] = float(np.mean([x["outside_train_s"] for x in sel]))
                     row[f"{label}_outside_share"] = float(np.mean([x["outside_share"] for x in sel]))
+                    row[f"{label}_parts"] = {k: float(np.mean([x["parts"][k] for x in sel])) for k in PARTS}
+                    row[f"{label}_task_s"] = float(np.mean([x["task_s"] for x in sel]))
         s[v] = row
     if b:
         s["b_min_train_s"] = min(r["seconds"] for r in b["runs"])
@@ -368,10 +408,11 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
 def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
     names = {"a": "(a) sequential, TF on all cores", "b": "(b) sequential, TF on 1 thread",
              "p": f"(p) {slots} plain processes, no Spark", "c": "(c) fitMultiple, local[2]",
-             "d": "(d) fitMultiple, local-cluster[2,1,2048]"}
+             "d": "(d) fitMultiple, local-cluster[2,1,2048]", "c_warm": "(c) again, same session (warm workers)",
+             "d_warm": "(d) again, same session (warm workers)"}
     rows = []
-    for v in ("a", "b", "p", "c", "d"):
-        r = res.get(v)
+    for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm"):
+        r = res.get(v) if "_" not in v else (res.get(v.split("_")[0]) or {}).get("warm")
         if not r:
             continue
         sm = summ.get(v, {})
@@ -386,11 +427,23 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
     out = [common.table(rows, ["variant", "wall s", "speed-up vs (a)", "vs (b)", f"efficiency (/{slots})",
                                "task overhead outside train(), all", "cold worker", "warm worker",
                                "build+freeze in train()", "speed vs (p)"])]
-    for v in ("a", "b", "p", "c", "d"):
-        r = res.get(v)
+    for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm"):
+        r = res.get(v) if "_" not in v else (res.get(v.split("_")[0]) or {}).get("warm")
         if r:
             per = ", ".join(f"{x.get('train_s', x.get('seconds')):.1f}" for x in r["runs"])
             out.append(f"{v}: training seconds per configuration: {per}")
+    parts = []
+    for v in ("c", "c_warm", "d", "d_warm"):
+        for label in ("cold", "warm"):
+            sm = summ.get(v, {})
+            if f"{label}_parts" in sm:
+                pt, task = sm[f"{label}_parts"], sm[f"{label}_task_s"]
+                parts.append([f"{v} {label} ({sm[f'{label}_tasks']})", f"{task:.1f}"]
+                             + [f"{pt[k]:.2f} ({pt[k] / task:.1%})" for k in PARTS]
+                             + [f"{sum(pt.values()):.2f} ({sum(pt.values()) / task:.1%})"])
+    if parts:
+        out.append("Per-task overhead, mean seconds (share of the task):")
+        out.append(common.table(parts, ["tasks", "task s"] + list(PARTS) + ["all overhead"]))
     cv = (res.get("c") or {}).get("cv")
     if cv:
         out.append(f"CrossValidator ({cv['folds']} folds, {cv['training_jobs']} training jobs, local[2]): wall {cv['wall_s']:.1f} s, "
@@ -421,6 +474,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--slots", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--cv", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -451,13 +505,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         res["b"] = run_child("b", ["--threads", "1"], args)
     if "p" not in skip:
         res["p"] = run_plain_parallel(args, slots)
+    warm = [] if "warm" in skip else ["--warm"]
     if "c" not in skip or "cv" not in skip:
-        extra = ["--master", args.master, "--slots", str(slots)] + (["--cv"] if "cv" not in skip else [])
+        extra = ["--master", args.master, "--slots", str(slots)] + warm + (["--cv"] if "cv" not in skip else [])
         res["c"] = run_child("c", extra, args)
     if "d" not in skip:
-        res["d"] = run_child("d", ["--master", args.cluster, "--slots", str(cluster_slots)], args)
+        res["d"] = run_child("d", ["--master", args.cluster, "--slots", str(cluster_slots)] + warm, args)
     summ = summarize(res, slots)
-    payload = {"machine": info, "args": {k: v for k, v in vars(args).items() if k not in ("child", "threads", "variant", "cv", "shard", "shards")},
+    payload = {"machine": info, "args": {k: v for k, v in vars(args).items()
+                                         if k not in ("child", "threads", "variant", "cv", "warm", "shard", "shards")},
                "command": " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
                "task_slots": slots, "results": res, "summary": summ, "wall_s": time.perf_counter() - t_all}
     payload["machine"]["loadavg_end"] = os.getloadavg()
