@@ -19,7 +19,7 @@ TensorFlow loaded, as for CrossValidator's later folds or a second tuning run. `
 (c), (d) over (a) and (b); parallel efficiency (speed-up over (b) / task slots); per-task overhead =
 task wall time (Spark's task duration) - training time (``trainingInfo``), as a share of the task
 time, split (from ``trainingInfo["startup"]`` and ``["phases"]``) into Python worker start,
-TensorFlow import, broadcast read, model build, first trace, graph freeze and transfer (the rest:
+TensorFlow import, broadcast read, model build, fit set-up, graph freeze and transfer (the rest:
 result to the driver, task launch), for cold (first task of a worker) and warm tasks; for
 CrossValidator the share of core-time idle, and of wall time with no training job running.
 Every variant runs in its own child process (same data, same configurations).
@@ -157,7 +157,7 @@ def _training_stages(sc: Any, group: str) -> List[Dict[str, Any]]:
     return stages
 
 
-PARTS = ("worker", "tensorflow", "broadcast", "build", "first_trace", "freeze", "transfer")
+PARTS = ("worker", "tensorflow", "broadcast", "build", "fit_setup", "freeze", "transfer")
 
 
 def _parts(info: Dict[str, Any], fit_s: float, task_s: float) -> Dict[str, float]:
@@ -165,8 +165,8 @@ def _parts(info: Dict[str, Any], fit_s: float, task_s: float) -> Dict[str, float
 
     worker: Python worker start and task deserialisation before our code runs (``startup.workerAge``
     when the worker is fresh, else 0); tensorflow: its import; broadcast: reading the data;
-    build: model construction and compile; first_trace: Keras ``fit`` time outside the epochs'
-    callbacks (data adapter, first trace of the step); freeze: exporting the inference graph;
+    build: model construction and compile; fit_setup: Keras ``fit`` time outside the epochs'
+    callbacks (data adapter, iterator); freeze: exporting the inference graph;
     transfer: the rest of the task's wall time (graph bytes to Arrow, result to the driver,
     Spark's task launch).
     """
@@ -174,7 +174,7 @@ def _parts(info: Dict[str, Any], fit_s: float, task_s: float) -> Dict[str, float
     fresh = st.get("tensorflow", 0.0) > 0.5  # TF was imported by this task: the worker is new
     parts = {"worker": (st.get("workerAge") or 0.0) if fresh else 0.0, "tensorflow": st.get("tensorflow", 0.0),
              "broadcast": st.get("broadcast", 0.0), "build": ph.get("import", 0.0) + ph.get("build", 0.0),
-             "first_trace": max(0.0, ph.get("fit", fit_s) - fit_s), "freeze": ph.get("freeze", 0.0)}
+             "fit_setup": max(0.0, ph.get("fit", fit_s) - fit_s), "freeze": ph.get("freeze", 0.0)}
     parts["transfer"] = max(0.0, task_s - info["seconds"] - parts["worker"] - parts["tensorflow"] - parts["broadcast"])
     return parts
 
