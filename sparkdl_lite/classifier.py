@@ -305,6 +305,36 @@ def _fail_indexes(env: str = _FAIL_ENV) -> set:
     return {int(v) for v in raw.replace(" ", "").split(",") if v.lstrip("-").isdigit()}
 
 
+def _lone_task_profile(sc: Any, n_tasks: int) -> Optional[Any]:
+    """A ResourceProfile giving a lone training task the cores of a whole executor, or None.
+
+    A single param map (``fit``, the refit of CrossValidator's best model) would otherwise train
+    with ``spark.task.cpus`` threads while the rest of its executor idles. Stage-level scheduling
+    asks for the smallest executor's core count for that one task, so TF gets that many threads
+    and Spark accounts for them. Only where Spark supports task resource profiles: standalone
+    (``local-cluster`` included), YARN and Kubernetes with dynamic allocation off; never in local
+    mode, where ``spark.task.cpus`` stays in force.
+    """
+    master = sc.master or ""
+    if n_tasks != 1 or (master.startswith("local") and not master.startswith("local-cluster")):
+        return None
+    conf = sc.getConf()
+    if conf.get("spark.dynamicAllocation.enabled", "false").strip().lower() == "true":
+        return None
+    try:
+        executors = sc._jsc.sc().statusStore().executorList(True)  # noqa: SLF001 - no Python API for executor cores
+        cores = [int(executors.apply(i).totalCores()) for i in range(executors.size())
+                 if executors.apply(i).id() != "driver"]
+    except Exception:  # noqa: BLE001 - no status store: keep the default profile
+        return None
+    cpus = min(cores) if cores else 0
+    if cpus <= int(conf.get("spark.task.cpus", "1")):
+        return None
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    return ResourceProfileBuilder().require(TaskResourceRequests().cpus(cpus)).build
+
+
 # ============================================================================ executor side
 def _executor_id(local_mode: bool) -> str:
     """Spark's id of the executor running this Python worker ('driver' in local mode)."""
@@ -435,8 +465,11 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
     scaled by 1/255 inside the network, so the model takes raw images). Labels are integral class
     indices ``0..K-1``; K is the largest label + 1. ``fit`` and ``fitMultiple`` collect the data
     once through Arrow, broadcast it once and train each param map in its own Spark task on an
-    executor, with TensorFlow using that task's CPUs (``spark.task.cpus``). ``CrossValidator`` and
-    ``TrainValidationSplit`` use :meth:`fitMultiple` unchanged.
+    executor, with TensorFlow using that task's CPUs (``spark.task.cpus``). A lone param map
+    (``fit``, the refit of a tuner's best model) asks for a whole executor's cores instead, by
+    stage-level scheduling, where the cluster manager supports it (standalone, YARN, Kubernetes
+    with dynamic allocation off; not local mode). ``CrossValidator`` and ``TrainValidationSplit``
+    use :meth:`fitMultiple` unchanged.
 
     Parameters
     ----------
@@ -456,7 +489,7 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
     inputShape : list of int, optional
         Reshape flat features inside the network, e.g. ``[8, 8, 1]`` for a ``cnn``.
     seed : int, default 0
-        Same seed, params, data and ``spark.task.cpus`` give the same model.
+        Same seed, params, data and task CPUs give the same model.
 
     Raises
     ------
@@ -643,7 +676,8 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
                 # One row and one partition per param map. mapInArrow (not an RDD map) runs in the same
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
                 n = len(configs)
-                jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA)
+                profile = _lone_task_profile(sc, n)
+                jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA, profile=profile)
                 sc.addJobTag(TRAIN_JOB_TAG)  # the CLI's progress bar counts this job's tasks as models
                 try:
                     table = self._with_description(sc, f"TFClassifier {uid}: train {n} param map(s)", jobs.toArrow)

@@ -44,6 +44,15 @@ SETUP = textwrap.dedent("""
                 rows = model.transform(test_df).orderBy("id").select("probability").collect()
                 out[index]["transformed"] = [r.probability.toArray().tolist() for r in rows]
         return out
+
+
+    def fit_lone_and_pair(spark):
+        train_df, test_df = frames(spark)
+        clf = TFClassifier(epochs=2, seed=11)
+        lone = clf.fit(train_df, {clf.epochs: 20, clf.learningRate: 1e-2})
+        pair = [m for _, m in clf.fitMultiple(train_df, [{clf.learningRate: lr} for lr in (1e-3, 1e-2)])]
+        acc = lone.transform(test_df).where("prediction = label").count() / test_df.count()
+        return {"lone": lone.trainingInfo, "pair": [m.trainingInfo for m in pair], "lone_accuracy": acc}
 """)
 
 CHILD = textwrap.dedent("""
@@ -51,9 +60,9 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from conftest import spark_builder
     from pyspark.find_spark_home import _find_spark_home
-    from sparkdl_lite_cluster_setup import fit_all
+    from sparkdl_lite_cluster_setup import {func}
 
-    spark = (spark_builder("local-cluster[2,1,1024]")
+    spark = (spark_builder("{master}")
              .config("spark.executor.memory", "1024m")
              .config("spark.executorEnv.SPARK_LOCAL_IP", "127.0.0.1")
              # Short-lived test JVMs: the C1 JIT and serial GC save CPU on a 2-core machine.
@@ -63,13 +72,13 @@ CHILD = textwrap.dedent("""
     spark.sparkContext.setLogLevel("ERROR")
     sc = spark.sparkContext
     deadline = time.time() + 180
-    while sc._jsc.sc().getExecutorMemoryStatus().size() < 3:  # the driver and both executors
+    while sc._jsc.sc().getExecutorMemoryStatus().size() < {executors} + 1:  # the driver and the executors
         if time.time() > deadline:
-            raise SystemExit("the two executors did not register within 180 s")
+            raise SystemExit("the executors did not register within 180 s")
         time.sleep(0.5)
     app = sc.applicationId
     try:
-        result = fit_all(spark)
+        result = {func}(spark)
     finally:
         spark.stop()
         # local-cluster workers write under $SPARK_HOME/work/<app id>; remove what this run wrote.
@@ -83,10 +92,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_fitMultiple_on_two_executor_jvms_matches_local_mode(spark, tmp_path):
+def run_child(tmp_path, master: str, executors: int, func: str) -> dict:
+    """Run ``func(spark)`` of SETUP on ``master`` in a child process; its JSON result."""
     (tmp_path / "sparkdl_lite_cluster_setup.py").write_text(SETUP)
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(tests=TESTS_DIR))
+    script.write_text(CHILD.format(tests=TESTS_DIR, master=master, executors=executors, func=func))
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
                SPARK_LOCAL_IP="127.0.0.1", PYTHONPATH=os.pathsep.join(
                    [str(tmp_path), os.path.dirname(TESTS_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -95,7 +105,11 @@ def test_fitMultiple_on_two_executor_jvms_matches_local_mode(spark, tmp_path):
                           cwd=str(tmp_path))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"child failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    cluster = {int(k): v for k, v in json.loads(lines[-1][len("RESULT "):]).items()}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_fitMultiple_on_two_executor_jvms_matches_local_mode(spark, tmp_path):
+    cluster = {int(k): v for k, v in run_child(tmp_path, "local-cluster[2,1,1024]", 2, "fit_all").items()}
 
     # Tasks ran on both executor JVMs, recorded per model.
     executors = {v["executorId"] for v in cluster.values()}
@@ -115,3 +129,12 @@ def test_fitMultiple_on_two_executor_jvms_matches_local_mode(spark, tmp_path):
         np.testing.assert_allclose(cluster[i]["probability"], local[i]["probability"], atol=1e-6)
     np.testing.assert_allclose(cluster[0]["transformed"], cluster[0]["probability"], atol=1e-6)
     np.testing.assert_allclose(local[0]["transformed"], local[0]["probability"], atol=1e-6)
+
+
+def test_a_lone_fit_gets_the_whole_executor(tmp_path):
+    # One executor JVM with 2 cores: fit() (one param map) asks Spark for both cores by stage-level
+    # scheduling and TF trains with 2 threads; two param maps keep spark.task.cpus = 1 each.
+    out = run_child(tmp_path, "local-cluster[1,2,1024]", 1, "fit_lone_and_pair")
+    assert out["lone"]["taskCpus"] == 2 and out["lone"]["executorId"] == "0"
+    assert [info["taskCpus"] for info in out["pair"]] == [1, 1]
+    assert out["lone_accuracy"] > 0.7, out["lone_accuracy"]  # 10 digit classes: a model that learned
