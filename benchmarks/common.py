@@ -230,3 +230,17 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "| " + " | ".join("-" * w for w in widths) + " |"] + [line(r) for r in rows])
+
+
+def remove_local_cluster_work(app_id: str) -> None:
+    """Delete what a local-cluster run wrote under ``$SPARK_HOME/work/<app id>`` (and ``work/`` if empty)."""
+    import shutil
+
+    from pyspark.find_spark_home import _find_spark_home
+
+    work = os.path.join(_find_spark_home(), "work")
+    shutil.rmtree(os.path.join(work, app_id), ignore_errors=True)
+    try:
+        os.rmdir(work)
+    except OSError:
+        pass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -32,8 +31,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=2, help="timed fits of each kind, interleaved (default 2)")
     ap.add_argument("--json", default=None, help="write every number to this JSON file")
     args = ap.parse_args(argv)
-
-    from pyspark.find_spark_home import _find_spark_home
 
     from sparkdl_lite import classifier, images_from_numpy
     from sparkdl_lite.datasets import load_fashion_mnist, sample
@@ -73,12 +70,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 print(f"repeat {r + 1} {kind}: {runs[kind][-1]}", flush=True)
     finally:
         spark.stop()
-        work = os.path.join(_find_spark_home(), "work")  # local-cluster workers write under work/<app id>
-        shutil.rmtree(os.path.join(work, app), ignore_errors=True)
-        try:
-            os.rmdir(work)
-        except OSError:
-            pass
+        common.remove_local_cluster_work(app)
     med = {k: common.median([x["wall_s"] for x in v]) for k, v in runs.items()}
     rows = [[k, str(v[0]["task_cpus"]), " ".join(f"{x['wall_s']:.1f}" for x in v), f"{med[k]:.1f}",
              f"{med['one_core'] / med[k]:.2f}"] for k, v in runs.items()]

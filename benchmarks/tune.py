@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -280,15 +279,8 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
                             "best_refit_s": cv_model.bestModel.trainingInfo["seconds"]}
     finally:
         spark.stop()
-        if cluster:  # local-cluster workers write under $SPARK_HOME/work/<app id>
-            from pyspark.find_spark_home import _find_spark_home
-
-            work = os.path.join(_find_spark_home(), "work")
-            shutil.rmtree(os.path.join(work, app), ignore_errors=True)
-            try:
-                os.rmdir(work)
-            except OSError:
-                pass
+        if cluster:
+            common.remove_local_cluster_work(app)
     return result
 
 
