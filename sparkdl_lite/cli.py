@@ -465,7 +465,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             out = out.withColumn("label_name", F.when((idx >= 0) & (idx < len(names)), F.get(lookup, idx)))
         sc.addJobTag(LABEL_TAG)
         try:
-            with tn.SparkProgress(sc, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet):
+            with tn.SparkProgress(sc, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet, show_best=False):
                 t0 = time.perf_counter()
                 out.write.mode("overwrite").parquet(args.out)
                 seconds = time.perf_counter() - t0

@@ -550,6 +550,8 @@ class SparkProgress:
         Seconds between lines when ``stream`` is not a terminal (default 5).
     enabled : bool
         ``False`` prints nothing (the counts still work).
+    show_best : bool
+        ``False`` leaves out the ``best ...`` part (for work with no metric, such as labeling).
 
     Examples
     --------
@@ -562,8 +564,9 @@ class SparkProgress:
 
     def __init__(self, sc: Any, *, total: Optional[int] = None, unit: str = "tasks", job_tag: Optional[str] = None,
                  job_group: Optional[str] = None, stream: Optional[TextIO] = None, interval: Optional[float] = None,
-                 enabled: bool = True, label: Optional[str] = None) -> None:
+                 enabled: bool = True, label: Optional[str] = None, show_best: bool = True) -> None:
         self._sc = sc
+        self.show_best = show_best
         self._tracker = sc.statusTracker()
         self.total = total
         self.unit = unit
@@ -684,7 +687,8 @@ class SparkProgress:
             parts = [f"{self.label} {done}/{total}"]
         else:
             parts = [f"{self.label} {done}/{tasks + self.offset}"]
-        parts.append(f"best {best_name + ' ' if best_name else ''}{best:.4f}" if best is not None else "best –")
+        if self.show_best:
+            parts.append(f"best {best_name + ' ' if best_name else ''}{best:.4f}" if best is not None else "best –")
         parts.append(f"elapsed {format_seconds(elapsed)}")
         if total and done >= total:
             parts.append("ETA 0s")

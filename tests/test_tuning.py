@@ -129,3 +129,6 @@ def test_spark_progress_counts_tagged_tasks(spark):
     assert last.startswith("models 4/4 | best acc 0.9000 | elapsed ")
     assert last.endswith("ETA 0s")
     assert "\r" not in stream.getvalue()  # not a terminal: plain lines
+    # Labeling has no metric: no "best" part.
+    quiet = tn.SparkProgress(sc, total=2, unit="tasks", stream=io.StringIO(), show_best=False)
+    assert quiet.line().startswith("tasks 0/2 | elapsed ") and "best" not in quiet.line()
