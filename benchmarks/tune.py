@@ -159,19 +159,18 @@ def _training_stages(sc: Any, group: str) -> List[Dict[str, Any]]:
 PARTS = ("worker", "tensorflow", "broadcast", "build", "fit_setup", "freeze", "transfer")
 
 
-def _parts(info: Dict[str, Any], fit_s: float, task_s: float) -> Dict[str, float]:
+def _parts(info: Dict[str, Any], fit_s: float, task_s: float, cold: bool) -> Dict[str, float]:
     """Split one task's time that is not an epoch into the costs issue #6 names.
 
     worker: Python worker start and task deserialisation before our code runs (``startup.workerAge``
-    when the worker is fresh, else 0); tensorflow: its import; broadcast: reading the data;
+    for the first task of a worker, ``cold``; else 0); tensorflow: its import; broadcast: reading the data;
     build: model construction and compile; fit_setup: Keras ``fit`` time outside the epochs'
     callbacks (data adapter, iterator); freeze: exporting the inference graph;
     transfer: the rest of the task's wall time (graph bytes to Arrow, result to the driver,
     Spark's task launch).
     """
     st, ph = info.get("startup") or {}, info.get("phases") or {}
-    fresh = st.get("tensorflow", 0.0) > 0.5  # TF was imported by this task: the worker is new
-    parts = {"worker": (st.get("workerAge") or 0.0) if fresh else 0.0, "tensorflow": st.get("tensorflow", 0.0),
+    parts = {"worker": (st.get("workerAge") or 0.0) if cold else 0.0, "tensorflow": st.get("tensorflow", 0.0),
              "broadcast": st.get("broadcast", 0.0), "build": ph.get("import", 0.0) + ph.get("build", 0.0),
              "fit_setup": max(0.0, ph.get("fit", fit_s) - fit_s), "freeze": ph.get("freeze", 0.0)}
     parts["transfer"] = max(0.0, task_s - info["seconds"] - parts["worker"] - parts["tensorflow"] - parts["broadcast"])
@@ -200,7 +199,7 @@ def _overheads(models: List[Any], tasks: List[Dict[str, Any]], seen_pids: set) -
             row["inside_not_fit_s"] = info["seconds"] - fit_s  # model build, first trace, freeze
             row["outside_share"] = row["outside_train_s"] / task["duration_s"]
             row["overhead_share"] = (task["duration_s"] - fit_s) / task["duration_s"]
-            row["parts"] = _parts(info, fit_s, task["duration_s"])
+            row["parts"] = _parts(info, fit_s, task["duration_s"], cold[i])
         rows.append(row)
     return rows
 
@@ -233,29 +232,24 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
         clf = make_classifier(args)
         maps = grid_maps(clf, args)
 
-        sc.setJobGroup(f"fit-{args.variant}", "fitMultiple")
-        t0 = time.perf_counter()
-        it = clf.fitMultiple(df, maps)
-        t1 = time.perf_counter()
-        models: List[Any] = [None] * len(maps)
-        for index, model in it:
-            models[index] = model
-        t2 = time.perf_counter()
-        stages = _training_stages(sc, f"fit-{args.variant}")
-        tasks = [t for s in stages for t in s["tasks"]]
-        seen: set = set()
-        result.update(wall_s=t2 - t0, driver_prepare_s=t1 - t0, train_job_s=t2 - t1,
-                      runs=_overheads(models, tasks, seen), stages=stages)
-        if args.warm:  # the same fit again in this session: the Python workers have TF loaded now
-            sc.setJobGroup(f"fit-{args.variant}-warm", "fitMultiple, warm workers")
+        seen: set = set()  # Python worker pids that have trained before: their later tasks are warm
+
+        def timed_fit(group: str) -> Dict[str, Any]:
+            sc.setJobGroup(group, "fitMultiple")
             t0 = time.perf_counter()
-            warm = [None] * len(maps)
-            for index, model in clf.fitMultiple(df, maps):
-                warm[index] = model
-            wall = time.perf_counter() - t0
-            wstages = _training_stages(sc, f"fit-{args.variant}-warm")
-            result["warm"] = {"wall_s": wall, "runs": _overheads(warm, [t for st in wstages for t in st["tasks"]], seen),
-                              "stages": wstages}
+            it = clf.fitMultiple(df, maps)
+            t1 = time.perf_counter()
+            models: List[Any] = [None] * len(maps)
+            for index, model in it:
+                models[index] = model
+            t2 = time.perf_counter()
+            stages = _training_stages(sc, group)
+            return {"wall_s": t2 - t0, "driver_prepare_s": t1 - t0, "train_job_s": t2 - t1,
+                    "runs": _overheads(models, [t for st in stages for t in st["tasks"]], seen), "stages": stages}
+
+        result.update(timed_fit(f"fit-{args.variant}"))
+        if args.warm:  # the same fit again in this session: the Python workers have TF loaded now
+            result["warm"] = timed_fit(f"fit-{args.variant}-warm")
 
         if args.cv:
             sc.setJobGroup(f"cv-{args.variant}", "CrossValidator")
@@ -360,12 +354,19 @@ def run_plain_parallel(args: argparse.Namespace, shards: int) -> Dict[str, Any]:
             "shard_wall_s": [sh["wall_s"] for sh in shards_out]}
 
 
+def _variant(res: Dict[str, Any], name: str) -> Optional[Dict[str, Any]]:
+    """The result of variant ``name``; ``c_warm`` / ``d_warm`` are the second fits inside (c) / (d)."""
+    if name.endswith("_warm"):
+        return (res.get(name[:-len("_warm")]) or {}).get("warm")
+    return res.get(name)
+
+
 def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
     s: Dict[str, Any] = {}
     a, b = res.get("a"), res.get("b")
     pp = res.get("p")
     for v in ("p", "c", "c_warm", "d", "d_warm"):
-        r = res.get(v) if "_" not in v else (res.get(v.split("_")[0]) or {}).get("warm")
+        r = _variant(res, v)
         if not r:
             continue
         row = {"wall_s": r["wall_s"]}
@@ -404,7 +405,7 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
              "d_warm": "(d) again, same session (warm workers)"}
     rows = []
     for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm"):
-        r = res.get(v) if "_" not in v else (res.get(v.split("_")[0]) or {}).get("warm")
+        r = _variant(res, v)
         if not r:
             continue
         sm = summ.get(v, {})
@@ -420,7 +421,7 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
                                "task overhead outside train(), all", "cold worker", "warm worker",
                                "build+freeze in train()", "speed vs (p)"])]
     for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm"):
-        r = res.get(v) if "_" not in v else (res.get(v.split("_")[0]) or {}).get("warm")
+        r = _variant(res, v)
         if r:
             per = ", ".join(f"{x.get('train_s', x.get('seconds')):.1f}" for x in r["runs"])
             out.append(f"{v}: training seconds per configuration: {per}")
