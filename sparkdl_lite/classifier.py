@@ -322,9 +322,9 @@ def _lone_task_profile(sc: Any, n_tasks: int) -> Optional[Any]:
     if conf.get("spark.dynamicAllocation.enabled", "false").strip().lower() == "true":
         return None
     try:
-        executors = sc._jsc.sc().statusStore().executorList(True)  # noqa: SLF001 - no Python API for executor cores
-        cores = [int(executors.apply(i).totalCores()) for i in range(executors.size())
-                 if executors.apply(i).id() != "driver"]
+        listed = sc._jsc.sc().statusStore().executorList(True)  # noqa: SLF001 - no Python API for executor cores
+        executors = [listed.apply(i) for i in range(listed.size())]
+        cores = [int(e.totalCores()) for e in executors if e.id() != "driver"]
     except Exception:  # noqa: BLE001 - no status store: keep the default profile
         return None
     cpus = min(cores) if cores else 0

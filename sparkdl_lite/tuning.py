@@ -279,10 +279,9 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     """Draw the error of each param map against the learning rate, one line per layer width.
 
     The x axis is ``learningRate`` on a log scale (or ``x_param``, logarithmic when its values
-    span 10x or more),
-    the y axis each row's ``error`` (``mean`` for metrics without one) with ``std`` as error bars.
-    Lines group the param maps by the other tuned params (``hidden=[256]``); when ``architecture``
-    was tuned, each architecture gets its own panel. The picked param map is starred and diverged
+    span 10x or more), the y axis each row's ``error`` (``mean`` for metrics without one) with
+    ``std`` as error bars. Lines group the param maps by the other tuned params (``hidden=[256]``);
+    when ``architecture`` was tuned, each architecture gets its own panel. The picked param map is starred and diverged
     ones are crossed.
 
     Parameters
