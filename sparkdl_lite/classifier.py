@@ -25,18 +25,30 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol, HasSeed
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable, MLReadable, MLWritable
+from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite.params import HasBatchSize, HasGraph, check, to_int_list, to_optional_int_list
-from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter
+from sparkdl_lite.params import (
+    HasBatchSize,
+    HasGraph,
+    check,
+    to_int_list,
+    to_layer_params,
+    to_optional_float,
+    to_optional_int_list,
+)
+from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter, StageDataReader, StageDataWriter
 
 __all__ = ["TFClassifier", "TFClassificationModel"]
 
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+INITIAL_WEIGHTS = ("model", "fresh")
+CHANNEL_ORDERS = ("RGB", "BGR")
+_PRESET_PARAMS = ("architecture", "hiddenLayers", "convFilters", "dropout", "inputShape")
+MODEL_FILE = "model.keras"
 INPUT_TENSOR = "features:0"
 LOGITS_TENSOR = "logits:0"
 PROBABILITY_TENSOR = "probability:0"
@@ -103,6 +115,29 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         "Shape each flat feature row is reshaped to inside the network, e.g. [8, 8, 1] for a 'cnn' "
         "on 64-value vectors; None keeps the features' own shape.",
         typeConverter=to_optional_int_list)
+    layerParams: Param[Dict[str, Any]] = Param(
+        Params._dummy(), "layerParams",
+        "Changes to the config of the model's layers, {'<layer path>.<config key>': value}, e.g. "
+        "{'hidden.units': 256, 'drop.rate': 0.3} or {'base/block_2.filters': 64}; applied before each task builds "
+        "its copy of the model. Only with a model (setModel).",
+        typeConverter=to_layer_params)
+    initialWeights: Param[str] = Param(
+        Params._dummy(), "initialWeights",
+        "Where a model's trainable layers start: 'model' (the given weights, where the layer's config and weight "
+        "shapes are unchanged and no changed layer feeds it) or 'fresh' (initialised from the seed). Frozen "
+        "layers always keep the given weights.",
+        typeConverter=TypeConverters.toString)
+    channelOrder: Param[str] = Param(
+        Params._dummy(), "channelOrder",
+        "Channel order in which image features reach the network: 'RGB' or 'BGR' (the image source's own order). "
+        "Ignored for vector and array features.",
+        typeConverter=TypeConverters.toString)
+    scale: Param[Optional[float]] = Param(
+        Params._dummy(), "scale",
+        "Multiply the features by this before the network (in training and in the frozen graph). None: 1/255 "
+        "for image features of a built-in architecture, no scaling otherwise (a model of your own gets pixel "
+        "values 0-255, e.g. for its own Rescaling layer).",
+        typeConverter=to_optional_float)
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,7 +145,20 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
                          probabilityCol="probability", rawPredictionCol="rawPrediction",
                          architecture="mlp", hiddenLayers=[128], convFilters=[32, 64], dropout=0.0,
                          learningRate=1e-3, optimizer="adam", batchSize=128, epochs=5,
-                         inputShape=None, seed=0)
+                         inputShape=None, seed=0, layerParams={}, initialWeights="model", channelOrder="RGB",
+                         scale=None)
+
+    def getLayerParams(self) -> Dict[str, Any]:
+        return dict(self.getOrDefault(self.layerParams))
+
+    def getInitialWeights(self) -> str:
+        return self.getOrDefault(self.initialWeights)
+
+    def getChannelOrder(self) -> str:
+        return self.getOrDefault(self.channelOrder)
+
+    def getScale(self) -> Optional[float]:
+        return self.getOrDefault(self.scale)
 
     def getArchitecture(self) -> str:
         return self.getOrDefault(self.architecture)
@@ -161,6 +209,13 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         shape = self.getInputShape()
         check(shape is None or (len(shape) > 0 and all(d >= 1 for d in shape)),
               f"{name}: param 'inputShape' must be None or a non-empty list of ints >= 1; got {shape!r}.")
+        init = self.getInitialWeights()
+        check(init in INITIAL_WEIGHTS, f"{name}: param 'initialWeights' must be one of {list(INITIAL_WEIGHTS)}; got {init!r}.")
+        order = self.getChannelOrder()
+        check(order in CHANNEL_ORDERS, f"{name}: param 'channelOrder' must be one of {list(CHANNEL_ORDERS)}; got {order!r}.")
+        scale = self.getScale()
+        check(scale is None or (math.isfinite(scale) and scale != 0.0),
+              f"{name}: param 'scale' must be None or a finite non-zero float (e.g. 1/255); got {scale!r}.")
         col = self.getFeaturesCol()
         if col not in schema.names:
             raise ValueError(f"{name}: featuresCol {col!r} is not in the DataFrame. Available columns: {schema.names}.")
@@ -367,9 +422,8 @@ def _process_age(now: float) -> Optional[float]:
     return max(0.0, uptime - started - (time.perf_counter() - now))
 
 
-def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_classes: int,
-                scale: Optional[float], local_mode: bool) -> Tuple[Any, ...]:
-    """Train param map ``index`` inside a Spark task; errors come back as text, never raised."""
+def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], local_mode: bool) -> Tuple[Any, ...]:
+    """Train task ``index`` inside a Spark task; errors come back as text, never raised."""
     import socket
 
     from pyspark import TaskContext
@@ -383,42 +437,49 @@ def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], num_
     info = {"executorId": _executor_id(local_mode), "host": socket.gethostname(), "pid": os.getpid(),
             "taskCpus": threads, "partitionId": ctx.partitionId() if ctx else None,
             "attempt": ctx.attemptNumber() if ctx else None}
-    if configs[index].get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:
+    cfg = configs[index]
+    if cfg.get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:
         raise RuntimeError(f"injected failure of the first attempt of param map {index}")  # escapes: Spark retries
     startup = {"workerAge": _process_age(start)}  # None where /proc is missing; ~0 in a fresh worker
     try:
         t0 = time.perf_counter()
         runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
         t1 = time.perf_counter()
-        data = data_bc.value  # read only: the arrays are shared by every task of this worker
+        payload = data_bc.value  # read only: the arrays are shared by every task of this worker
         t2 = time.perf_counter()
         startup.update(tensorflow=t1 - t0, broadcast=t2 - t1)
-        result = training.train(data["x"], data["y"], num_classes=num_classes, scale=scale, threads=threads,
-                                **{k: v for k, v in configs[index].items() if not k.startswith("_")})
+        x, y = payload["data"][cfg["data"]]
+        kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "data"}
+        for key in ("model", "warm_start"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = payload["archives"][kwargs[key]]
+        result = training.train(x, y, threads=threads, **kwargs)
         graph = result.graph
         info.update(seconds=float(result.seconds), diverged=bool(result.diverged), startup=startup,
                     phases={k: float(v) for k, v in result.phases.items()})
+        if result.weights:
+            info["weights"] = dict(result.weights)
         return (index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
-                result.history, info, None)
+                result.history, info, None, result.model)
     except Exception as exc:  # noqa: BLE001 - reported per param map so the other models survive
         info.update(seconds=time.perf_counter() - start, diverged=False)
-        return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}")
+        return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None)
 
 
 _RESULT_SCHEMA = ("index long, graph binary, inputs array<string>, outputs array<string>, history string, "
-                  "info string, error string")
+                  "info string, error string, model binary")
 _RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inputs", pa.list_(pa.string())),
                            ("outputs", pa.list_(pa.string())), ("history", pa.string()), ("info", pa.string()),
-                           ("error", pa.string())])
+                           ("error", pa.string()), ("model", pa.binary())])
 
 
 def _train_batches(batches: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
-    """mapInArrow body: train the param map of each index row; one Arrow row of results each."""
+    """mapInArrow body: train the task of each index row; one Arrow row of results each."""
     for batch in batches:
         for index in batch.column(0).to_pylist():
-            _, graph, inputs, outputs, history, info, error = _train_task(int(index), **kwargs)
+            _, graph, inputs, outputs, history, info, error, model = _train_task(int(index), **kwargs)
             row = {"index": int(index), "graph": graph, "inputs": inputs, "outputs": outputs,
-                   "history": json.dumps(history), "info": json.dumps(info), "error": error}
+                   "history": json.dumps(history), "info": json.dumps(info), "error": error, "model": model}
             yield pa.RecordBatch.from_pylist([row], schema=_RESULT_ARROW)
 
 
@@ -458,11 +519,19 @@ class _ModelIterator:
 
 
 # ============================================================================ estimator
-class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, DefaultParamsWritable):
+class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
     """Train a TensorFlow (Keras) classifier on a DataFrame, one param map per Spark task.
 
-    Features are a Spark ML vector, an ``array<float|double>`` or an image struct (uint8 pixels,
-    scaled by 1/255 inside the network, so the model takes raw images). Labels are integral class
+    The network is either a built-in preset (``architecture`` ``mlp`` or ``cnn``, sized by
+    ``hiddenLayers``, ``convFilters``, ``dropout``) or the user's own Keras model (``model=``, a
+    Sequential or functional model with one input and one output, compiled or not), tuned through
+    ``layerParams``. Both go through one training path: the model is built in each task (with
+    the layer params applied and the given weights carried over where its layers are unchanged),
+    fitted with the optimizer from the params and frozen behind the same feature preprocessing.
+
+    Features are a Spark ML vector, an ``array<float|double>`` or an image struct (uint8 pixels
+    in ``channelOrder``; a preset scales them by 1/255, a model of your own gets 0-255 unless
+    ``scale`` says otherwise), reshaped to the model's input. Labels are integral class
     indices ``0..K-1``; K is the largest label + 1. ``fit`` and ``fitMultiple`` collect the data
     once through Arrow, broadcast it once and train each param map in its own Spark task on an
     executor, with TensorFlow using that task's CPUs (``spark.task.cpus``). A lone param map
@@ -490,14 +559,35 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
         Reshape flat features inside the network, e.g. ``[8, 8, 1]`` for a ``cnn``.
     seed : int, default 0
         Same seed, params, data and task CPUs give the same model.
+    model : keras.Model, optional
+        Your own Keras 3 model: stage data, not a Param (it travels with ``copy()`` and is saved
+        as Keras' ``.keras`` archive, loaded in safe mode). Refused at once, naming the layer or
+        class: subclassed models, ``Lambda`` layers, unregistered custom layers, several inputs
+        or outputs, unknown input dims, losses other than (sparse) categorical / binary
+        cross-entropy. Not together with ``architecture``, ``hiddenLayers``, ``convFilters``,
+        ``dropout`` or ``inputShape``.
+    layerParams : dict, default {}
+        ``{"<layer path>.<config key>": value}`` applied to the model's config in each task,
+        e.g. ``{"hidden.units": 256, "drop.rate": 0.3}``; nested layers by path
+        (``"base/block_2.filters"``). Tunable: ``addGrid(clf.layerParams, [{...}, {...}])``,
+        see :func:`sparkdl_lite.expand_layer_params`.
+    initialWeights : {"model", "fresh"}, default "model"
+        Trainable layers start from the given weights where unchanged, or all from the seed.
+        Frozen layers (``trainable=False``) keep the given weights exactly.
+    channelOrder : {"RGB", "BGR"}, default "RGB"
+        Channel order of image features as the network sees them.
+    scale : float, optional
+        Multiply features by this first (default: 1/255 for images with a preset, else none).
 
     Raises
     ------
     ValueError
         Out-of-range params, an empty DataFrame, non-integral or negative labels, features of
-        different lengths or sizes: all before the training job starts.
+        different lengths or sizes, an unknown layer or config key in ``layerParams``, feature
+        rows that do not fit the model's input, too few output units: all before the training
+        job starts.
     TypeError
-        A features or label column of an unsupported type.
+        A features or label column of an unsupported type; an unusable Keras model.
 
     Examples
     --------
@@ -513,8 +603,27 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
     >>> cv = CrossValidator(estimator=clf, estimatorParamMaps=grid, numFolds=3, evaluator=evaluator)  # doctest: +SKIP
     >>> cv.fit(train_df).avgMetrics  # doctest: +SKIP
 
+    Your own model, tuned over a layer's units and the learning rate:
+
+    >>> import keras
+    >>> inputs = keras.Input((64,))
+    >>> hidden = keras.layers.Dense(32, activation="relu", name="hidden")(inputs)
+    >>> net = keras.Model(inputs, keras.layers.Dense(10, name="out")(hidden))
+    >>> clf = TFClassifier(model=net, epochs=5)
+    >>> grid = (ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 3e-3])
+    ...         .addGrid(clf.layerParams, [{"hidden.units": 32}, {"hidden.units": 128}]).build())
+    >>> len(grid)
+    4
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``model``, ``layerParams``, ``initialWeights``, ``channelOrder`` and ``scale``.
     """
+
+    _keras_archive: Optional[bytes] = None
+    _keras_obj: Any = None
+    _model_info: Any = None
+    _model_config: Optional[Dict[str, Any]] = None
 
     @keyword_only
     def __init__(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
@@ -522,9 +631,14 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
                  architecture: str = "mlp", hiddenLayers: Sequence[int] = (128,),
                  convFilters: Sequence[int] = (32, 64), dropout: float = 0.0, learningRate: float = 1e-3,
                  optimizer: str = "adam", batchSize: int = 128, epochs: int = 5,
-                 inputShape: Optional[List[int]] = None, seed: int = 0) -> None:
+                 inputShape: Optional[List[int]] = None, seed: int = 0, model: Any = None,
+                 layerParams: Optional[Dict[str, Any]] = None, initialWeights: str = "model",
+                 channelOrder: str = "RGB", scale: Optional[float] = None) -> None:
         super().__init__()
-        self._set(**self._input_kwargs)
+        kwargs = dict(self._input_kwargs)
+        if "model" in kwargs:
+            self.setModel(kwargs.pop("model"))
+        self._set(**kwargs)
 
     @keyword_only
     def setParams(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
@@ -532,9 +646,84 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
                   architecture: str = "mlp", hiddenLayers: Sequence[int] = (128,),
                   convFilters: Sequence[int] = (32, 64), dropout: float = 0.0, learningRate: float = 1e-3,
                   optimizer: str = "adam", batchSize: int = 128, epochs: int = 5,
-                  inputShape: Optional[List[int]] = None, seed: int = 0) -> TFClassifier:
+                  inputShape: Optional[List[int]] = None, seed: int = 0, model: Any = None,
+                  layerParams: Optional[Dict[str, Any]] = None, initialWeights: str = "model",
+                  channelOrder: str = "RGB", scale: Optional[float] = None) -> TFClassifier:
         """Set any of the constructor's params (keyword only)."""
-        return self._set(**self._input_kwargs)
+        kwargs = dict(self._input_kwargs)
+        if "model" in kwargs:
+            self.setModel(kwargs.pop("model"))
+        return self._set(**kwargs)
+
+    # ------------------------------------------------------------------ the user's model
+    def setModel(self, model: Any) -> TFClassifier:
+        """Train this Keras model (or ``.keras`` archive bytes) instead of a preset; None goes back to the presets.
+
+        The model is checked at once (see the class docstring) and kept as its ``.keras`` archive:
+        later changes to the object do not reach the stage.
+        """
+        if model is None:
+            self._keras_archive = self._keras_obj = self._model_info = self._model_config = None
+            return self
+        from sparkdl_lite import keras_model
+
+        if isinstance(model, (bytes, bytearray)):
+            archive = bytes(model)
+            model = keras_model.from_archive(archive)
+        else:
+            archive = None
+        info = keras_model.check_model(model)
+        self._keras_archive = archive if archive is not None else keras_model.to_archive(model)
+        self._keras_obj = model
+        self._model_info = info
+        self._model_config = keras_model._serialize(model)
+        return self
+
+    def getModel(self) -> Any:
+        """The Keras model given with :meth:`setModel` (None for a preset)."""
+        if self._keras_archive is None:
+            return None
+        if self._keras_obj is None:
+            from sparkdl_lite import keras_model
+
+            self._keras_obj = keras_model.from_archive(self._keras_archive)
+        return self._keras_obj
+
+    def setLayerParams(self, value: Dict[str, Any]) -> TFClassifier:
+        return self._set(layerParams=value)
+
+    def setInitialWeights(self, value: str) -> TFClassifier:
+        return self._set(initialWeights=value)
+
+    def setChannelOrder(self, value: str) -> TFClassifier:
+        return self._set(channelOrder=value)
+
+    def setScale(self, value: Optional[float]) -> TFClassifier:
+        return self._set(scale=value)
+
+    def _resolved_scale(self, kind: str) -> Optional[float]:
+        scale = self.getScale()
+        if scale is not None:
+            return float(scale)
+        return 1.0 / 255.0 if kind == "image" and self._keras_archive is None else None
+
+    def _load_files(self, files: Dict[str, bytes]) -> None:
+        if MODEL_FILE in files:
+            from sparkdl_lite import keras_model
+
+            model = keras_model.from_archive(files[MODEL_FILE])
+            self._keras_archive = files[MODEL_FILE]
+            self._keras_obj = model
+            self._model_info = keras_model.check_model(model)
+            self._model_config = keras_model._serialize(model)
+
+    def write(self) -> StageDataWriter:
+        """Params as Spark ML JSON metadata; a model as ``data/model.keras`` (Keras' archive, no pickle)."""
+        return StageDataWriter(self, files={MODEL_FILE: self._keras_archive})
+
+    @classmethod
+    def read(cls) -> StageDataReader:
+        return StageDataReader(cls)
 
     def setFeaturesCol(self, value: str) -> TFClassifier:
         return self._set(featuresCol=value)
@@ -583,6 +772,18 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
 
     def _validate(self, schema: T.StructType) -> str:
         kind = super()._validate(schema)
+        if self._keras_archive is not None:
+            both = [p for p in _PRESET_PARAMS if self.isSet(self.getParam(p))]
+            if both:
+                raise ValueError(f"TFClassifier: param {both[0]!r} sizes the built-in architectures, but a model of your "
+                                 f"own is set (setModel); tune the model through layerParams instead "
+                                 f"(e.g. {{'<layer>.units': 64}}).")
+            from sparkdl_lite import keras_model
+
+            keras_model.apply_layer_params(self._model_config, self.getLayerParams())
+        elif self.getLayerParams():
+            raise ValueError(f"TFClassifier: param 'layerParams' {self.getLayerParams()!r} needs a model of your own "
+                             f"(setModel); the built-in architectures are sized by hiddenLayers, convFilters and dropout.")
         label = self.getLabelCol()
         if label not in schema.names:
             raise ValueError(f"TFClassifier: labelCol {label!r} is not in the DataFrame. Available columns: {schema.names}.")
@@ -597,8 +798,9 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
     def fitMultiple(self, dataset: DataFrame, paramMaps: Sequence[Dict[Param, Any]]) -> Iterator[Tuple[int, TFClassificationModel]]:
         """Train one model per param map, each in its own Spark task.
 
-        Every param map is validated and the data is collected, checked and broadcast before the
-        training job, which starts on the first ``next()`` and runs once for all param maps.
+        Every param map is validated (with a model: its ``layerParams`` applied and the variant
+        built on the driver) and the data is collected, checked and broadcast before the training
+        job, which starts on the first ``next()`` and runs once for all param maps.
 
         Parameters
         ----------
@@ -626,56 +828,127 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
         .. versionadded:: 0.1.0
         """
         maps = [dict(pm) for pm in paramMaps]
-        estimators = []
-        for i, pm in enumerate(maps):
+        if not maps:
+            return iter(())
+        run, build = self._prepare([(dataset, pm, None) for pm in maps])
+        return _ModelIterator(run, build, len(maps))
+
+    def _fit_tasks(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]]) -> List[Any]:
+        """Train several (dataset, param map, start model) tasks in ONE Spark job.
+
+        Each distinct DataFrame is collected and shipped once. With a start model (one this
+        estimator returned before), the task continues that model's weights for the param map's
+        ``epochs`` more epochs (a warm start; the optimizer starts afresh) and the returned model's
+        ``history`` continues the epoch count. The halving search runs each rung this way.
+
+        Returns
+        -------
+        list
+            Aligned with ``tasks``: a :class:`TFClassificationModel`, or the exception (a
+            ``RuntimeError`` naming the task) for a task whose training failed. A diverged model
+            is returned with ``trainingInfo["diverged"]`` True.
+        """
+        tasks = list(tasks)
+        if not tasks:
+            return []
+        run, build = self._prepare(tasks)
+        results = run()
+        out: List[Any] = []
+        for i in range(len(tasks)):
+            try:
+                out.append(build(results[i]))
+            except RuntimeError as exc:
+                out.append(exc)
+        return out
+
+    def _prepare(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]]) -> Tuple[Any, Any]:
+        """Validate every task, collect each distinct dataset once and check the models; return (run, build)."""
+        n = len(tasks)
+        maps = [dict(pm) for _, pm, _ in tasks]
+        where = (lambda i: "") if n == 1 else (lambda i: f" (param map {i}: {_describe(maps[i])})")
+        estimators: List[TFClassifier] = []
+        kinds = []
+        for i, (dataset, pm, start) in enumerate(tasks):
             est = self.copy(pm)
             try:
-                kind = est._validate(dataset.schema)
+                kinds.append(est._validate(dataset.schema))
+                if start is not None and start._keras_archive is None:
+                    raise ValueError("TFClassifier: a warm start needs a model trained by this version of TFClassifier "
+                                     "(it keeps the Keras model); this start model has none.")
             except (ValueError, TypeError) as exc:
-                if len(maps) == 1:
+                if n == 1:
                     raise
-                raise type(exc)(f"{exc} (param map {i}: {_describe(pm)})") from None
+                raise type(exc)(f"{exc}{where(i)}") from None
             estimators.append(est)
-        if not estimators:
-            return iter(())
-        cols = {(e.getFeaturesCol(), e.getLabelCol()) for e in estimators}
-        if len(cols) > 1:
-            raise ValueError(f"TFClassifier.fitMultiple: every param map must use the same featuresCol and labelCol; "
-                             f"got {sorted(cols)}.")
-        features, label = next(iter(cols))
-        sc = dataset.sparkSession.sparkContext
-        x, y = self._with_description(sc, f"TFClassifier {self.uid}: collect features for {len(maps)} param map(s)",
-                                      lambda: _collect(dataset, features, label, kind))
-        num_classes = _num_classes(dataset, label, y)
-        for i, est in enumerate(estimators):
-            shape = est.getInputShape()
-            if shape is not None and math.prod(shape) != math.prod(x.shape[1:]):
-                where = "" if len(maps) == 1 else f" (param map {i}: {_describe(maps[i])})"
-                raise ValueError(f"TFClassifier: param 'inputShape' {shape!r} holds {math.prod(shape)} values but each row "
-                                 f"of featuresCol {features!r} has {math.prod(x.shape[1:])}; their counts must be equal{where}.")
-        fail = _fail_indexes()
+        variants = self._model_variants(estimators, where)
+        spark = tasks[0][0].sparkSession
+        sc = spark.sparkContext
+        data: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        data_key: List[int] = []
+        classes: Dict[int, int] = {}
+        for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
+            key = next((k for k, (d, _, _) in enumerate(tasks[:i]) if d is dataset), i)
+            if key == i:
+                features, label = est.getFeaturesCol(), est.getLabelCol()
+                x, y = self._with_description(sc, f"TFClassifier {self.uid}: collect features for {n} task(s)",
+                                              functools.partial(_collect, dataset, features, label, kinds[i]))
+                data[key] = (x, y)
+                classes[key] = _num_classes(dataset, label, y)
+            data_key.append(key)
+        from sparkdl_lite.keras_model import ModelInfo
+
+        archives: Dict[str, bytes] = {}
         configs = []
+        fail = _fail_indexes()
+        fail_first = _fail_indexes(_FAIL_FIRST_ENV)
         for i, est in enumerate(estimators):
+            x, _ = data[data_key[i]]
             cfg = est._train_kwargs()
+            cfg.update(data=data_key[i], num_classes=classes[data_key[i]], scale=est._resolved_scale(kinds[i]),
+                       reverse_channels=kinds[i] == "image" and est.getChannelOrder() == "RGB" and x.shape[-1] == 3)
+            start = tasks[i][2]
+            try:
+                if start is not None:
+                    archives[_digest(start._keras_archive)] = start._keras_archive
+                    cfg.update(warm_start=_digest(start._keras_archive), initial_epoch=len(start.history),
+                               loss=est._model_info.loss if est._keras_archive is not None else None)
+                    _check_start(start, x.shape[1:], cfg["num_classes"])
+                elif est._keras_archive is not None:
+                    key = _digest(est._keras_archive)
+                    archives[key] = est._keras_archive
+                    info: ModelInfo = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
+                    from sparkdl_lite import training
+
+                    training.check_input_shape(x.shape[1:], info.input_shape, est.getFeaturesCol())
+                    training.resolve_head(info, cfg["num_classes"])
+                    cfg.update(model=key, layer_params=est.getLayerParams(), loss=info.loss,
+                               fresh_weights=est.getInitialWeights() == "fresh")
+                else:
+                    shape = est.getInputShape()
+                    if shape is not None and math.prod(shape) != math.prod(x.shape[1:]):
+                        raise ValueError(f"TFClassifier: param 'inputShape' {shape!r} holds {math.prod(shape)} values but "
+                                         f"each row of featuresCol {est.getFeaturesCol()!r} has {math.prod(x.shape[1:])}; "
+                                         f"their counts must be equal.")
+            except (ValueError, TypeError) as exc:
+                if n == 1:
+                    raise
+                raise type(exc)(f"{exc}{where(i)}") from None
             if i in fail:
                 cfg["fail_on"] = f"injected failure for param map {i} ({_FAIL_ENV})"
-            if i in _fail_indexes(_FAIL_FIRST_ENV):
+            if i in fail_first:
                 cfg["_fail_first_attempt"] = True
             configs.append(cfg)
-        scale = 1.0 / 255.0 if kind == "image" else None
-        spark = dataset.sparkSession
         master = sc.master or ""
         local_mode = master.startswith("local") and not master.startswith("local-cluster")
         uid = self.uid
 
         def run() -> Dict[int, Tuple[Any, ...]]:
-            data_bc = sc.broadcast({"x": x, "y": y})
+            payload = {"data": data, "archives": archives}
+            data_bc = sc.broadcast(payload)
             try:
-                task = functools.partial(_train_batches, data_bc=data_bc, configs=configs, num_classes=num_classes,
-                                         scale=scale, local_mode=local_mode)
-                # One row and one partition per param map. mapInArrow (not an RDD map) runs in the same
+                task = functools.partial(_train_batches, data_bc=data_bc, configs=configs, local_mode=local_mode)
+                # One row and one partition per task. mapInArrow (not an RDD map) runs in the same
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
-                n = len(configs)
                 profile = _lone_task_profile(sc, n)
                 jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA, profile=profile)
                 sc.addJobTag(TRAIN_JOB_TAG)  # the CLI's progress bar counts this job's tasks as models
@@ -686,10 +959,10 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
             finally:
                 data_bc.destroy()
             return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
-                                 json.loads(r["info"]), r["error"]) for r in table.to_pylist()}
+                                 json.loads(r["info"]), r["error"], r["model"]) for r in table.to_pylist()}
 
         def build(result: Tuple[Any, ...]) -> TFClassificationModel:
-            index, graph_bytes, inputs, outputs, history, info, error = result
+            index, graph_bytes, inputs, outputs, history, info, error, archive = result
             if error is not None:
                 raise RuntimeError(f"TFClassifier: training failed for param map {index} {_describe(maps[index])} "
                                    f"on executor {info.get('executorId')!r}: {error}")
@@ -699,12 +972,37 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
             model._resetUid(uid)  # as Spark's own models: CrossValidator applies estimator param maps to it
             estimators[index]._copyValues(model)
             model.setGraph(TFGraph.from_bytes(graph_bytes, inputs, outputs))
-            model._num_classes = num_classes
-            model._history = history
+            model._num_classes = _graph_classes(model) or configs[index]["num_classes"]
+            start = tasks[index][2]
+            model._history = (start.history if start is not None else []) + history
             model._training_info = info
+            model._keras_archive = archive
             return model
 
-        return _ModelIterator(run, build, len(maps))
+        return run, build
+
+    def _model_variants(self, estimators: Sequence[TFClassifier], where: Any) -> Dict[str, Any]:
+        """The ModelInfo of each distinct layerParams, from the variant built on the driver (before any job)."""
+        if self._keras_archive is None:
+            return {}
+        from sparkdl_lite import keras_model
+
+        out: Dict[str, Any] = {}
+        given = None
+        for i, est in enumerate(estimators):
+            key = json.dumps(est.getLayerParams(), sort_keys=True)
+            if key in out:
+                continue
+            given = given if given is not None else self.getModel()
+            try:
+                net, _ = keras_model.build_variant(given, est.getLayerParams(), seed=est.getSeed(),
+                                                   fresh=est.getInitialWeights() == "fresh")
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"{exc}{where(i)}") from None
+            units, activation = keras_model.output_head(net)
+            out[key] = keras_model.ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units,
+                                             activation=activation, loss=self._model_info.loss)
+        return out
 
     @staticmethod
     def _with_description(sc: Any, description: str, fn: Any) -> Any:
@@ -715,6 +1013,27 @@ class TFClassifier(Estimator, _TFClassifierParams, DefaultParamsReadable, Defaul
             return fn()
         finally:
             sc.setLocalProperty("spark.job.description", previous)
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _graph_classes(model: TFClassificationModel) -> int:
+    shape = model.graph.tensor(LOGITS_TENSOR).shape
+    return int(shape[-1]) if shape and shape[-1] else 0
+
+
+def _check_start(start: TFClassificationModel, feature_shape: Sequence[int], num_classes: int) -> None:
+    graph_shape = start.graph.tensor(INPUT_TENSOR).shape
+    if graph_shape is not None and tuple(graph_shape[1:]) != tuple(feature_shape):
+        raise ValueError(f"TFClassifier: the warm-start model takes feature rows of shape {list(graph_shape[1:])} but "
+                         f"the data's rows have shape {list(feature_shape)}.")
+    if start.numClasses < num_classes:
+        raise ValueError(f"TFClassifier: the warm-start model has {start.numClasses} classes but the labels hold "
+                         f"{num_classes}.")
 
 
 # ============================================================================ model
@@ -742,9 +1061,11 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
     numClasses : int
     history : list of dict
         Per epoch: ``epoch``, ``loss``, ``accuracy``, ``seconds``.
+    kerasModel : keras.Model
+        The trained Keras model (None for models saved by 0.1.0).
     trainingInfo : dict
         Where and how training ran: ``executorId``, ``host``, ``pid``, ``taskCpus``, ``seconds``,
-        ``diverged``; ``startup`` (seconds before training: ``workerAge`` of the Python worker when
+        ``diverged``; ``weights`` (per layer path: ``given``, ``fresh`` or ``warm``); ``startup`` (seconds before training: ``workerAge`` of the Python worker when
         the task began, ``tensorflow`` import, ``broadcast`` read) and ``phases`` (``import``,
         ``build``, ``fit``, ``freeze``: where ``seconds`` went).
 
@@ -762,6 +1083,7 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
     _num_classes: Optional[int] = None
     _history: Optional[List[Dict[str, Any]]] = None
     _training_info: Optional[Dict[str, Any]] = None
+    _keras_archive: Optional[bytes] = None
 
     @keyword_only
     def __init__(self, *, graph: Any = None, numClasses: Optional[int] = None, featuresCol: str = "features",
@@ -788,6 +1110,15 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
     def history(self) -> List[Dict[str, Any]]:
         """Per-epoch training history: ``{"epoch", "loss", "accuracy", "seconds"}``."""
         return list(self._history or [])
+
+    @property
+    def kerasModel(self) -> Any:
+        """The trained Keras model (loaded in safe mode from its ``.keras`` archive); None for a 0.1.0 model."""
+        if self._keras_archive is None:
+            return None
+        from sparkdl_lite import keras_model
+
+        return keras_model.from_archive(self._keras_archive)
 
     @property
     def trainingInfo(self) -> Dict[str, Any]:
@@ -865,9 +1196,10 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
 
     # ------------------------------------------------------------------ persistence
     def write(self) -> GraphStageWriter:
-        """Params and metadata as JSON, the graph as protobuf (``data/graph.pb``)."""
+        """Params and metadata as JSON, the graph as protobuf (``data/graph.pb``), the Keras model as ``data/model.keras``."""
         return GraphStageWriter(self, extra={"numClasses": self.numClasses, "history": _json_safe(self.history),
-                                             "trainingInfo": _json_safe(self.trainingInfo)})
+                                             "trainingInfo": _json_safe(self.trainingInfo)},
+                                files={MODEL_FILE: self._keras_archive})
 
     @classmethod
     def read(cls) -> GraphStageReader:
@@ -878,6 +1210,9 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
         self._num_classes = None if num_classes is None else int(num_classes)
         self._history = list(metadata.get("history") or [])
         self._training_info = dict(metadata.get("trainingInfo") or {})
+
+    def _load_files(self, files: Dict[str, bytes]) -> None:
+        self._keras_archive = files.get(MODEL_FILE)
 
 
 def _json_safe(value: Any) -> Any:

@@ -5,7 +5,8 @@ from typing import Any, Dict, List
 
 from pyspark.ml.param import Param, Params, TypeConverters
 
-__all__ = ["HasBatchSize", "HasOutputMode", "HasGraph", "to_str_dict", "to_int_list", "check"]
+__all__ = ["HasBatchSize", "HasOutputMode", "HasGraph", "to_str_dict", "to_int_list", "to_layer_params",
+           "to_optional_float", "check"]
 
 
 def to_str_dict(value: Any) -> Dict[str, str]:
@@ -35,6 +36,37 @@ def to_int_list(value: Any) -> List[int]:
 
 def to_optional_int_list(value: Any) -> Any:
     return None if value is None else to_int_list(value)
+
+
+def to_optional_float(value: Any) -> Any:
+    """TypeConverter: None or a float."""
+    return None if value is None else TypeConverters.toFloat(value)
+
+
+def _json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+    return False
+
+
+def to_layer_params(value: Any) -> Dict[str, Any]:
+    """TypeConverter: a dict of ``"<layer>.<key>"`` strings to JSON-friendly values (tuples become lists)."""
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and _json_value(value):
+        return {k: _plain(v) for k, v in value.items()}
+    raise TypeError(f"Could not convert {value!r} to a dict of '<layer>.<config key>' strings to JSON values "
+                    f"(str, int, float, bool, None or lists of them).")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def check(ok: bool, message: str) -> None:

@@ -1,9 +1,11 @@
 """Train one classifier configuration on numpy arrays and freeze it into a :class:`TFGraph`.
 
 This is what :class:`~sparkdl_lite.TFClassifier` runs inside each Spark task: it builds the
-built-in ``mlp`` or ``cnn`` architecture, fits it with Keras and returns the frozen inference
-graph (input ``features:0``; outputs ``logits:0`` and ``probability:0``) with its per-epoch
-history. Core module: TensorFlow, Keras and numpy only, no pyspark.
+network (a built-in ``mlp`` / ``cnn`` preset, or the user's own Keras model with its
+``layerParams``), fits it with Keras and returns the frozen inference graph (input
+``features:0``; outputs ``logits:0`` and ``probability:0``) with its per-epoch history and the
+trained model's ``.keras`` archive. Presets and user models share one code path. Core module:
+TensorFlow, Keras and numpy only, no pyspark.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import numpy as np
 
 from sparkdl_lite.graph import TFGraph
 
-__all__ = ["ARCHITECTURES", "OPTIMIZERS", "TrainResult", "build_model", "train"]
+__all__ = ["ARCHITECTURES", "OPTIMIZERS", "TrainResult", "build_model", "train", "freeze", "preprocess",
+           "resolve_head", "check_input_shape"]
 
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -45,7 +48,14 @@ class TrainResult:
     phases : dict
         Where ``seconds`` went: ``import`` (TensorFlow and Keras imports, ~0 once loaded),
         ``build`` (model construction and compile), ``fit`` (Keras ``fit``: the epochs and the
-        first trace of the training step) and ``freeze`` (exporting the inference graph).
+        first trace of the training step) and ``freeze`` (exporting the inference graph and archive).
+    model : bytes
+        The trained Keras model as a ``.keras`` archive (config with its layer params, weights):
+        what a warm start (``train(..., warm_start=result.model)``) continues from.
+    weights : dict
+        Where each layer's starting weights came from, by layer path: ``"given"`` (the user's
+        model), ``"fresh"`` (initialised from the seed) or ``"warm"`` (a warm start); empty for
+        a preset, which starts fresh.
 
     .. versionadded:: 0.1.0
     """
@@ -55,6 +65,8 @@ class TrainResult:
     seconds: float = 0.0
     diverged: bool = False
     phases: Dict[str, float] = field(default_factory=dict)
+    model: Optional[bytes] = None
+    weights: Dict[str, str] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -136,12 +148,15 @@ def _target_shape(architecture: str, feature_shape: Tuple[int, ...],
     return target
 
 
-# ----------------------------------------------------------------------------- model
+
+# ----------------------------------------------------------------------------- presets
 def build_model(*, architecture: str, num_classes: int, feature_shape: Sequence[int],
                 input_shape: Optional[Sequence[int]] = None, hidden_layers: Sequence[int] = (128,),
-                conv_filters: Sequence[int] = (32, 64), dropout: float = 0.0,
-                scale: Optional[float] = None):
-    """Build the two-output Keras model of a built-in architecture (not compiled).
+                conv_filters: Sequence[int] = (32, 64), dropout: float = 0.0):
+    """Build a built-in architecture (a preset) as a plain Keras model with a logits output (not compiled).
+
+    Presets go down the same training path as a user's own model: :func:`train` builds one,
+    then fits and freezes it exactly as it would a model given with ``model=``.
 
     Parameters
     ----------
@@ -155,8 +170,8 @@ def build_model(*, architecture: str, num_classes: int, feature_shape: Sequence[
     feature_shape : sequence of int
         Shape of one feature row without the batch dimension, e.g. ``(64,)`` or ``(28, 28)``.
     input_shape : sequence of int, optional
-        Reshape each row to this shape first (same element count as ``feature_shape``), e.g.
-        ``[8, 8, 1]`` to feed flat 64-value vectors to a ``cnn``.
+        The model's input shape when it differs from ``feature_shape`` (same element count), e.g.
+        ``[8, 8, 1]`` for flat 64-value vectors fed to a ``cnn``; :func:`train` reshapes the rows.
     hidden_layers : sequence of int
         Units of the hidden dense layers; may be empty for ``cnn`` only.
     conv_filters : sequence of int
@@ -164,15 +179,12 @@ def build_model(*, architecture: str, num_classes: int, feature_shape: Sequence[
     dropout : float
         Dropout rate in [0, 1) after each hidden dense layer (and each conv block of a ``cnn``);
         0 adds no Dropout layer.
-    scale : float, optional
-        When given, the first layer is ``Rescaling(scale)``, so the model takes raw values
-        (``1/255`` for 0..255 images).
 
     Returns
     -------
     keras.Model
-        A functional model with input ``features`` (float32) and two outputs, from the layers
-        ``logits`` and ``probability`` (softmax of the logits), in that order.
+        A functional model whose input is the (reshaped) feature row and whose one output is the
+        layer ``logits`` (no activation).
 
     Raises
     ------
@@ -185,44 +197,41 @@ def build_model(*, architecture: str, num_classes: int, feature_shape: Sequence[
     Examples
     --------
     >>> m = build_model(architecture="mlp", num_classes=3, feature_shape=(4,), hidden_layers=[8])
-    >>> m.output_names
-    ['logits', 'probability']
+    >>> m.output_names, m.input_shape
+    (['logits'], (None, 4))
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       One ``logits`` output; scaling and reshaping moved into :func:`train`'s preprocessing.
     """
-    spec = _model_spec(architecture=architecture, num_classes=num_classes, feature_shape=feature_shape,
-                       input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
-                       dropout=dropout, scale=scale)
-    return _build(**spec)
+    spec = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=feature_shape,
+                        input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
+                        dropout=dropout)
+    return _build_preset(**spec)
 
 
-def _model_spec(*, architecture, num_classes, feature_shape, input_shape, hidden_layers, conv_filters,
-                dropout, scale) -> Dict[str, Any]:
-    """Checked and normalised :func:`build_model` arguments (``target``: the Reshape shape or None)."""
+def _preset_spec(*, architecture, num_classes, feature_shape, input_shape, hidden_layers, conv_filters,
+                 dropout) -> Dict[str, Any]:
+    """Checked and normalised preset arguments (``model_shape``: the model's input shape)."""
     architecture = _check_choice("architecture", architecture, ARCHITECTURES)
     feature_shape = _check_int_list("featureShape", feature_shape, allow_empty=False)
     if input_shape is not None:
         input_shape = _check_int_list("inputShape", input_shape, allow_empty=False)
+    target = _target_shape(architecture, feature_shape, input_shape)
     return dict(architecture=architecture,
                 num_classes=_check_int("numClasses", num_classes, 2),
-                feature_shape=feature_shape,
-                target=_target_shape(architecture, feature_shape, input_shape),
+                model_shape=tuple(target) if target is not None else feature_shape,
                 hidden_layers=_check_int_list("hiddenLayers", hidden_layers, allow_empty=architecture == "cnn"),
                 conv_filters=_check_int_list("convFilters", conv_filters, allow_empty=True),
-                dropout=_check_dropout(dropout),
-                scale=_check_scale(scale))
+                dropout=_check_dropout(dropout))
 
 
-def _build(*, architecture, num_classes, feature_shape, target, hidden_layers, conv_filters, dropout, scale):
+def _build_preset(*, architecture, num_classes, model_shape, hidden_layers, conv_filters, dropout):
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=feature_shape, name="features", dtype="float32")
+    inputs = keras.Input(shape=model_shape, name="features", dtype="float32")
     h = inputs
-    if scale is not None:
-        h = layers.Rescaling(scale, name="rescaling")(h)
-    if target is not None:
-        h = layers.Reshape(target, name="reshape")(h)
     if architecture == "cnn":
         for i, filters in enumerate(conv_filters):
             h = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}")(h)
@@ -237,8 +246,114 @@ def _build(*, architecture, num_classes, feature_shape, target, hidden_layers, c
         if dropout > 0:
             h = layers.Dropout(dropout, name=f"dropout_{i}")(h)
     logits = layers.Dense(num_classes, name="logits")(h)
-    probability = layers.Softmax(name="probability")(logits)
-    return keras.Model(inputs, [logits, probability], name=f"sparkdl_lite_{architecture}")
+    return keras.Model(inputs, logits, name=f"sparkdl_lite_{architecture}")
+
+
+# ----------------------------------------------------------------------------- heads and losses
+def resolve_head(info: Any, num_classes: int) -> Tuple[str, int, Dict[str, Any]]:
+    """``(head, num_classes, loss)`` for a model's output, checked against the labels' class count.
+
+    ``head`` is ``"probability"`` or ``"logits"``; a 1-unit output is binary (``num_classes`` 2).
+    ``loss`` is the compiled one or, for an uncompiled model, (sparse categorical or binary)
+    cross-entropy matching the last activation.
+    """
+    units = int(info.units)
+    if units == 1:
+        if num_classes > 2:
+            raise ValueError(f"{_WHO}: the model has 1 output unit (binary) but the labels hold {num_classes} classes; "
+                             f"give the last layer {num_classes} units.")
+        default = {"name": "binary_crossentropy", "from_logits": info.activation != "sigmoid"}
+        loss = info.loss or default
+        if loss["name"] != "binary_crossentropy":
+            raise ValueError(f"{_WHO}: the model has 1 output unit but is compiled with {loss['name']!r}; "
+                             f"a 1-unit output needs binary_crossentropy.")
+        return info.head, 2, loss
+    if units < num_classes:
+        raise ValueError(f"{_WHO}: the model has {units} output units but the labels hold {num_classes} classes "
+                         f"(0..{num_classes - 1}); give the last layer at least {num_classes} units.")
+    loss = info.loss or {"name": "sparse_categorical_crossentropy", "from_logits": info.activation != "softmax"}
+    if loss["name"] == "binary_crossentropy":
+        raise ValueError(f"{_WHO}: the model has {units} output units but is compiled with 'binary_crossentropy'; "
+                         f"use sparse_categorical_crossentropy (or a 1-unit sigmoid output for 2 classes).")
+    return info.head, units, loss
+
+
+def _loss_and_targets(loss: Dict[str, Any], y: np.ndarray, units: int):
+    import keras
+
+    logits = bool(loss["from_logits"])
+    name = loss["name"]
+    if name == "binary_crossentropy":
+        return (keras.losses.BinaryCrossentropy(from_logits=logits), y.astype(np.float32).reshape(-1, 1),
+                keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0 if logits else 0.5))
+    if name == "categorical_crossentropy":
+        return (keras.losses.CategoricalCrossentropy(from_logits=logits), np.eye(units, dtype=np.float32)[y],
+                keras.metrics.CategoricalAccuracy(name="accuracy"))
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=logits), y,
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+
+
+def freeze(net: Any, *, feature_shape: Sequence[int], model_shape: Sequence[int], head: str,
+           scale: Optional[float] = None, reverse_channels: bool = False) -> TFGraph:
+    """Freeze ``net`` behind the features preprocessing, with ``logits:0`` and ``probability:0`` outputs.
+
+    The graph takes raw feature rows (``features:0``, float32, ``feature_shape``), reverses the
+    channel axis when asked, multiplies by ``scale``, reshapes to ``model_shape`` and runs the
+    model in inference mode: the same preprocessing :func:`train` applies to the training rows.
+    A ``"probability"`` head gives ``probability`` as the model outputs it and ``logits`` as its
+    log; a ``"logits"`` head the reverse (softmax). A 1-unit output becomes two classes:
+    ``probability = [1 - p, p]`` and ``logits = [0, logit(p)]``.
+    """
+    import tensorflow as tf
+
+    feature_shape = tuple(int(d) for d in feature_shape)
+    model_shape = tuple(int(d) for d in model_shape)
+
+    def fn(features):
+        h = features
+        if reverse_channels:
+            h = tf.reverse(h, axis=[-1])
+        if scale is not None:
+            h = h * tf.constant(scale, tf.float32)
+        if model_shape != feature_shape:
+            h = tf.reshape(h, (-1, *model_shape))
+        out = tf.cast(net(h, training=False), tf.float32)
+        if out.shape[-1] == 1:
+            if head == "probability":
+                p = tf.clip_by_value(out, 1e-7, 1.0 - 1e-7)
+                z = tf.math.log(p) - tf.math.log1p(-p)
+                prob = tf.concat([1.0 - out, out], axis=-1)
+            else:
+                z = out
+                p = tf.sigmoid(z)
+                prob = tf.concat([1.0 - p, p], axis=-1)
+            return {"logits": tf.concat([tf.zeros_like(z), z], axis=-1), "probability": prob}
+        if head == "probability":
+            return {"logits": tf.math.log(tf.maximum(out, 1e-30)), "probability": out}
+        return {"logits": out, "probability": tf.nn.softmax(out, axis=-1)}
+
+    return TFGraph.from_function(fn, [tf.TensorSpec([None, *feature_shape], tf.float32, name="features")])
+
+
+def preprocess(x: np.ndarray, *, model_shape: Sequence[int], scale: Optional[float] = None,
+               reverse_channels: bool = False) -> np.ndarray:
+    """The training rows as the model sees them: float32, channels reversed, scaled, reshaped (as :func:`freeze`)."""
+    x = np.asarray(x)
+    if reverse_channels:
+        x = x[..., ::-1]
+    x = x.astype(np.float32)  # a copy: the caller's (broadcast) array is never written
+    if scale is not None:
+        x *= np.float32(scale)
+    return x.reshape((len(x), *tuple(model_shape)))
+
+
+def check_input_shape(feature_shape: Sequence[int], model_shape: Sequence[int], col: str = "features") -> None:
+    """Raise a ValueError naming both shapes unless each feature row fits the model's input."""
+    feature_shape, model_shape = tuple(feature_shape), tuple(model_shape)
+    if math.prod(feature_shape) != math.prod(model_shape):
+        raise ValueError(f"{_WHO}: each row of {col!r} has shape {list(feature_shape)} ({math.prod(feature_shape)} "
+                         f"values) but the model's input has shape {list(model_shape)} ({math.prod(model_shape)} "
+                         f"values); give rows of the model's input size or a model that takes them.")
 
 
 # ----------------------------------------------------------------------------- training
@@ -287,8 +402,7 @@ def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarra
     if low < 0 or high >= num_classes:
         raise ValueError(f"{_WHO}: labels must be in 0..{num_classes - 1} (numClasses={num_classes}); "
                          f"got values from {low} to {high}.")
-    x = x.astype(np.float32, copy=False)  # the scale, if any, is a layer of the model
-    if not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise ValueError(f"{_WHO}: features contain NaN or infinite values; clean or impute them first.")
     return x, y
 
@@ -321,29 +435,52 @@ def _epoch_callback(history: List[Dict[str, Any]], state: Dict[str, bool]):
     return _EpochRecorder()
 
 
+def _check_hyper(learning_rate, batch_size, epochs, seed, threads, initial_epoch):
+    if not _is_real(learning_rate):
+        raise TypeError(f"{_WHO}: param 'learningRate' must be a float; got {learning_rate!r} ({type(learning_rate).__name__}).")
+    if not (float(learning_rate) > 0 and math.isfinite(float(learning_rate))):
+        raise ValueError(f"{_WHO}: param 'learningRate' must be > 0; got {learning_rate!r}.")
+    _check_int("batchSize", batch_size, 1)
+    _check_int("epochs", epochs, 1)
+    _check_int("initialEpoch", initial_epoch, 0)
+    _check_int("seed", seed, 0)
+    if seed >= 2**32:
+        raise ValueError(f"{_WHO}: param 'seed' must be < 2**32; got {seed!r}.")
+    if threads is not None:
+        _check_int("threads", threads, 1)
+
+
 def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str = "mlp",
           hidden_layers: Sequence[int] = (128,), conv_filters: Sequence[int] = (32, 64),
           dropout: float = 0.0, learning_rate: float = 1e-3, optimizer: str = "adam",
           batch_size: int = 128, epochs: int = 5, input_shape: Optional[Sequence[int]] = None,
           seed: int = 0, scale: Optional[float] = None, threads: Optional[int] = None,
+          model: Any = None, layer_params: Optional[Dict[str, Any]] = None, fresh_weights: bool = False,
+          loss: Optional[Dict[str, Any]] = None, reverse_channels: bool = False,
+          warm_start: Optional[bytes] = None, initial_epoch: int = 0,
           fail_on: Optional[str] = None) -> TrainResult:
     """Train one classifier configuration and return its frozen inference graph.
 
-    The loss is sparse categorical cross-entropy on the logits; Keras' ``fit`` shuffles every
-    epoch. Randomness is seeded with ``seed`` and TF ops are made deterministic, so the same
-    inputs, seed and thread count give bit-identical weights within one process.
+    One code path for a built-in preset and for the user's own Keras model: build the network
+    (the preset from ``architecture`` & co., or ``model`` with ``layer_params`` applied and its
+    weights carried over, see :func:`sparkdl_lite.keras_model.build_variant`, or the model of a
+    warm start), compile it with the optimizer from the params and the loss of the model
+    (as compiled; else sparse categorical cross-entropy on its logits or probabilities), fit it on
+    the preprocessed rows (Keras ``fit``, shuffled every epoch) and freeze it behind the same
+    preprocessing. Randomness is seeded with ``seed`` and TF ops are deterministic, so the same
+    inputs, seed and thread count give bit-identical weights within one process, and the same
+    weights as plain Keras ``fit`` on the preprocessed arrays.
 
     Parameters
     ----------
     x : numpy.ndarray
         Features, shape ``(N, D)`` (flat floats) or ``(N, H, W[, C])`` (e.g. uint8 images).
-        Cast to float32; the frozen graph takes the same raw values.
     y : numpy.ndarray
         Class indices ``0..num_classes - 1``, shape ``(N,)``; whole-number floats are accepted.
     num_classes : int
-        Number of classes (>= 2).
-    architecture, hidden_layers, conv_filters, dropout, input_shape, scale
-        As in :func:`build_model`.
+        Number of classes in the labels (>= 2). A model's output may have more units.
+    architecture, hidden_layers, conv_filters, dropout, input_shape
+        The preset, as in :func:`build_model` (ignored when ``model`` or ``warm_start`` is given).
     learning_rate : float
         Optimizer step size (> 0).
     optimizer : {"adam", "sgd", "rmsprop"}
@@ -351,11 +488,30 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     batch_size : int
         Rows per gradient step (>= 1).
     epochs : int
-        Passes over the data (>= 1).
+        Epochs to run in this call (>= 1).
     seed : int
-        Seed for weight initialisation, dropout and shuffling.
+        Seed for fresh weights, dropout and shuffling.
+    scale : float, optional
+        Multiply the features by this before the model (in training and in the frozen graph).
     threads : int, optional
         TF intra-op threads for this process; only honoured before TF's runtime starts.
+    model : keras.Model or bytes, optional
+        The user's model, or its ``.keras`` archive bytes (loaded in safe mode).
+    layer_params : dict, optional
+        ``{"<layer path>.<config key>": value}`` applied to ``model``'s config first.
+    fresh_weights : bool
+        Start every trainable layer of ``model`` afresh from ``seed`` (frozen layers keep theirs).
+    loss : dict, optional
+        ``{"name", "from_logits"}``, the compiled loss read on the driver
+        (:func:`sparkdl_lite.keras_model.read_loss`); None reads it from ``model`` or uses the default.
+    reverse_channels : bool
+        Reverse the last axis of image features (BGR pixels to an RGB model).
+    warm_start : bytes, optional
+        ``.keras`` archive of a model this function returned before (:attr:`TrainResult.model`):
+        training continues from its weights (its config already holds its layer params). The
+        optimizer starts afresh (Adam's moments are not kept).
+    initial_epoch : int
+        Epochs already trained (a warm start): the history numbers epochs from ``initial_epoch + 1``.
     fail_on : str, optional
         Test hook: when a non-empty string, raise ``RuntimeError(fail_on)`` before training.
 
@@ -363,13 +519,14 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     -------
     TrainResult
         The frozen graph (input ``features:0``, outputs ``logits:0`` and ``probability:0``),
-        the per-epoch history, the wall time and whether the loss diverged.
+        the per-epoch history, the trained model's ``.keras`` archive, the weight plan, the
+        wall time and whether the loss diverged.
 
     Raises
     ------
     ValueError
-        For out-of-range params (the message names the param, e.g. ``'learningRate'``) or
-        inconsistent data (empty, length mismatch, labels outside ``0..num_classes - 1``).
+        For out-of-range params (the message names the param, e.g. ``'learningRate'``),
+        inconsistent data, a model whose input or output does not fit the data.
     TypeError
         For params or data of the wrong type.
     RuntimeError
@@ -385,28 +542,26 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     (['features:0'], ['logits:0', 'probability:0'])
     >>> [h["epoch"] for h in result.history]
     [1, 2]
+    >>> more = train(x, y, num_classes=2, epochs=1, warm_start=result.model, initial_epoch=2)
+    >>> [h["epoch"] for h in more.history]
+    [3]
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``model``, ``layer_params``, ``fresh_weights``, ``loss``, ``reverse_channels``,
+       ``warm_start`` and ``initial_epoch``; presets share the user-model path.
     """
     start = time.perf_counter()
-    architecture = _check_choice("architecture", architecture, ARCHITECTURES)
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     num_classes = _check_int("numClasses", num_classes, 2)
-    if not _is_real(learning_rate):
-        raise TypeError(f"{_WHO}: param 'learningRate' must be a float; got {learning_rate!r} ({type(learning_rate).__name__}).")
-    if not (float(learning_rate) > 0 and math.isfinite(float(learning_rate))):
-        raise ValueError(f"{_WHO}: param 'learningRate' must be > 0; got {learning_rate!r}.")
-    batch_size = _check_int("batchSize", batch_size, 1)
-    epochs = _check_int("epochs", epochs, 1)
-    seed = _check_int("seed", seed, 0)
-    if seed >= 2**32:
-        raise ValueError(f"{_WHO}: param 'seed' must be < 2**32; got {seed!r}.")
-    if threads is not None:
-        threads = _check_int("threads", threads, 1)
+    _check_hyper(learning_rate, batch_size, epochs, seed, threads, initial_epoch)
+    scale = _check_scale(scale)
     x, y = _check_data(x, y, num_classes)
-    spec = _model_spec(architecture=architecture, num_classes=num_classes, feature_shape=x.shape[1:],
-                       input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
-                       dropout=dropout, scale=scale)
+    preset = None
+    if model is None and warm_start is None:
+        preset = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=x.shape[1:],
+                              input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
+                              dropout=dropout)
     if fail_on:
         raise RuntimeError(str(fail_on))
 
@@ -414,26 +569,46 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     import keras
     import tensorflow as tf
 
+    from sparkdl_lite import keras_model
+
     t_build = time.perf_counter()
     if threads is not None:
         _set_threads(threads)
     keras.backend.clear_session()  # a Python worker may train many models: drop the old graphs' state
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-    model = _build(**spec)
-    logits = model.get_layer("logits").output
-    trainer = keras.Model(model.inputs, logits, name="trainer")  # shares the layers, so the weights
-    trainer.compile(optimizer=_make_optimizer(optimizer, float(learning_rate)),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
+    plan: Dict[str, str] = {}
+    if warm_start is not None:
+        net = keras_model.from_archive(warm_start)
+        plan = {path: "warm" for path, layer in keras_model._walk_live(net) if layer.weights}
+    elif preset is not None:
+        net = _build_preset(**preset)
+    else:
+        given = keras_model.from_archive(model) if isinstance(model, (bytes, bytearray)) else model
+        if loss is None and not isinstance(model, (bytes, bytearray)):
+            loss = keras_model.read_loss(given)
+        net, plan = keras_model.build_variant(given, layer_params, seed=seed, fresh=fresh_weights)
+    units, activation = keras_model.output_head(net)
+    info = keras_model.ModelInfo(input_shape=tuple(net.inputs[0].shape[1:]), units=units, activation=activation,
+                                 loss=loss)
+    model_shape = info.input_shape
+    check_input_shape(x.shape[1:], model_shape)
+    head, width, loss = resolve_head(info, num_classes)
+    loss_fn, targets, metric = _loss_and_targets(loss, y, width)
+    xp = preprocess(x, model_shape=model_shape, scale=scale, reverse_channels=reverse_channels)
+    keras.utils.set_random_seed(seed)  # fit draws dropout masks and shuffles from here, as a plain Keras fit would
+    net.compile(optimizer=_make_optimizer(optimizer, float(learning_rate)), loss=loss_fn, metrics=[metric])
     history: List[Dict[str, Any]] = []
     state = {"diverged": False}
     t_fit = time.perf_counter()
-    trainer.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True,
-                callbacks=[_epoch_callback(history, state)])
+    net.fit(xp, targets, batch_size=batch_size, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
+            verbose=0, shuffle=True, callbacks=[_epoch_callback(history, state)])
+    del xp
     t_freeze = time.perf_counter()
-    graph = TFGraph.from_keras(model)
+    graph = freeze(net, feature_shape=x.shape[1:], model_shape=model_shape, head=head, scale=scale,
+                   reverse_channels=reverse_channels)
+    archive = keras_model.to_archive(net)
     end = time.perf_counter()
     phases = {"import": t_build - t_import, "build": t_fit - t_build, "fit": t_freeze - t_fit, "freeze": end - t_freeze}
-    return TrainResult(graph=graph, history=history, seconds=end - start, diverged=state["diverged"], phases=phases)
+    return TrainResult(graph=graph, history=history, seconds=end - start, diverged=state["diverged"], phases=phases,
+                       model=archive, weights=plan)

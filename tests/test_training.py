@@ -100,7 +100,7 @@ def test_scale_is_in_the_graph_so_it_takes_raw_images(digits):
 
 def test_build_model_layers_and_pooling():
     mlp = build_model(architecture="mlp", num_classes=3, feature_shape=(6,), hidden_layers=(5, 4), dropout=0.5)
-    assert mlp.output_names == ["logits", "probability"]
+    assert mlp.output_names == ["logits"] and mlp.input_shape == (None, 6)
     assert [layer.name for layer in mlp.layers if "dropout" in layer.name] == ["dropout_0", "dropout_1"]
     assert mlp.get_layer("logits").units == 3
     # Pooling is skipped along an axis shorter than 2 instead of failing.
@@ -108,7 +108,7 @@ def test_build_model_layers_and_pooling():
     pools = [layer.pool_size for layer in cnn.layers if layer.name.startswith("pool")]
     assert pools == [(1, 2), (1, 2)]
     assert tuple(cnn.get_layer("flatten").output.shape) == (None, 2 * 3)
-    assert cnn.get_layer("logits").output.shape[-1] == 2
+    assert cnn.get_layer("logits").output.shape[-1] == 2 and cnn.input_shape == (None, 1, 8, 1)
     assert not [layer.name for layer in cnn.layers if "dropout" in layer.name]  # dropout=0: none
     cnn_d = build_model(architecture="cnn", num_classes=2, feature_shape=(8, 8, 1), conv_filters=(2, 3),
                         hidden_layers=(4,), dropout=0.25)
