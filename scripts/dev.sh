@@ -29,9 +29,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.sparkdl_lite_installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo ">> pip install -e .[dev] into $VENV"
+  # TensorFlow is an extra (README "Install"): [cpu] picks tensorflow-cpu here, [dev] adds the test tools.
+  echo ">> pip install -e .[cpu,dev] into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[cpu,dev]"
   touch "$stamp"
 fi
 

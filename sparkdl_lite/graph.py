@@ -42,9 +42,9 @@ class TensorInfo:
 
 
 def _tf():
-    import tensorflow as tf  # imported lazily: building params and importing the package stay fast
+    from sparkdl_lite.tfimport import import_tensorflow  # lazily: building params and importing the package stay fast
 
-    return tf
+    return import_tensorflow()
 
 
 def _parse_graph_def(data: bytes):

@@ -316,12 +316,12 @@ def _inbound(entry: Mapping[str, Any]) -> Set[str]:
 
     def scan(obj: Any) -> None:
         if isinstance(obj, dict):
-            hist = obj.get("keras_history") if isinstance(obj.get("keras_history"), list) else None
+            hist = obj.get("keras_history") if isinstance(obj.get("keras_history"), (list, tuple)) else None
             if hist:
                 found.add(hist[0])
             for v in obj.values():
                 scan(v)
-        elif isinstance(obj, list):
+        elif isinstance(obj, (list, tuple)):
             for v in obj:
                 scan(v)
 
@@ -402,13 +402,13 @@ def build_variant(given: Any, layer_params: Optional[Mapping[str, Any]] = None, 
     import keras
 
     serialized, changed = apply_layer_params(_serialize(given), layer_params or {}, who)
+    fresh_paths, _ = _fresh_paths(serialized["config"], changed)  # before Keras consumes the config
     keras.utils.set_random_seed(int(seed))
     try:
         model = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad config value
         raise ValueError(f"{who}: the model cannot be built with layerParams {dict(layer_params or {})!r}: "
                          f"{type(exc).__name__}: {exc}") from None
-    fresh_paths, _ = _fresh_paths(serialized["config"], changed)
     old = dict(_walk_live(given))
     frozen = _frozen(model)
     plan: Dict[str, str] = {}

@@ -1,0 +1,63 @@
+"""Import TensorFlow, or fail once with what to install. No pyspark import here.
+
+TensorFlow is the user's choice, as in petastorm and horovod: ``pip install "sparkdl_lite[cpu]"``,
+``pip install "sparkdl_lite[gpu]"``, or any TensorFlow >= 2.16 already installed. So
+``import sparkdl_lite`` works without it, and the first use that needs it lands here.
+"""
+from __future__ import annotations
+
+import re
+from types import ModuleType
+from typing import Optional, Tuple
+
+__all__ = ["MIN_TENSORFLOW", "import_tensorflow"]
+
+MIN_TENSORFLOW: Tuple[int, int] = (2, 16)
+
+_INSTALL = ('Install it with pip install "sparkdl_lite[cpu]" (CPU) or pip install "sparkdl_lite[gpu]" '
+            '(NVIDIA GPU on Linux), or install any TensorFlow >= 2.16 yourself.')
+
+_checked: Optional[ModuleType] = None  # the module, once imported and version-checked
+
+
+def import_tensorflow() -> ModuleType:
+    """Return the ``tensorflow`` module, checked to be version 2.16 or newer.
+
+    Returns
+    -------
+    module
+        ``tensorflow``.
+
+    Raises
+    ------
+    ImportError
+        TensorFlow is missing, broken or older than 2.16; the message says what to install.
+
+    Examples
+    --------
+    >>> tf = import_tensorflow()  # doctest: +SKIP
+    >>> tf.constant(2.0).numpy()  # doctest: +SKIP
+    2.0
+
+    .. versionadded:: 0.1.0
+    """
+    global _checked
+    if _checked is not None:
+        return _checked
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        if exc.name == "tensorflow":  # not installed, as opposed to installed but failing to load
+            raise ImportError(f"sparkdl_lite needs TensorFlow >= 2.16, and it is not installed. {_INSTALL}",
+                              name="tensorflow") from None
+        raise ImportError(f"sparkdl_lite needs TensorFlow >= 2.16; it is installed but 'import tensorflow' failed: {exc}. "
+                          f"{_INSTALL}", name="tensorflow") from exc
+    version = getattr(tf, "__version__", None)
+    if version is None:  # e.g. a leftover tensorflow/ folder from a half-uninstalled package
+        raise ImportError(f"sparkdl_lite needs TensorFlow >= 2.16; 'import tensorflow' found {getattr(tf, '__path__', '?')} "
+                          f"with no __version__ (an incomplete install). {_INSTALL}", name="tensorflow")
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match and (int(match.group(1)), int(match.group(2))) < MIN_TENSORFLOW:
+        raise ImportError(f"sparkdl_lite needs TensorFlow >= 2.16; found {version}. {_INSTALL}", name="tensorflow")
+    _checked = tf
+    return tf
