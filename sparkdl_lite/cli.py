@@ -91,8 +91,25 @@ _ALIASES.update({"lr": "learningRate", "learning_rate": "learningRate", "hidden"
                  "hidden_layers": "hiddenLayers", "conv_filters": "convFilters", "batch_size": "batchSize"})
 
 
+def _layer_value(name: str, text: str) -> Any:
+    """A layerParams value: int, float, true/false/none, else the string itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in low else number
+
+
 def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
     """Parse ``"learningRate=1e-4,1e-3 hiddenLayers=64,256x128"`` into ``[(param, values), ...]``.
+
+    A name with a dot, ``<layer>.<config key>`` (``hidden.units=64,256``), is a layer param of a
+    model given with ``--model``: its values are ints, floats, ``true``/``false`` or strings.
 
     Space-separated ``name=v1,v2,...`` items (a list of such strings is joined with spaces).
     Values are parsed per param type: floats (``learningRate``, ``dropout``), ints (``epochs``,
@@ -119,17 +136,19 @@ def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
         if "=" not in item:
             raise UsageError(f"--grid: item {item!r} is not name=value1,value2,...; e.g. \"learningRate=1e-4,1e-3 hiddenLayers=64,256\".")
         raw_name, raw_values = item.split("=", 1)
-        name = TUNABLE_PARAMS.get(raw_name) and raw_name or _ALIASES.get(raw_name.lower())
+        layer = "." in raw_name.strip(".")
+        name = raw_name if layer else (TUNABLE_PARAMS.get(raw_name) and raw_name or _ALIASES.get(raw_name.lower()))
         if name is None:
             close = difflib.get_close_matches(raw_name, list(TUNABLE_PARAMS), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"--grid: unknown param {raw_name!r}.{hint} Tunable params: {', '.join(TUNABLE_PARAMS)}.")
+            raise UsageError(f"--grid: unknown param {raw_name!r}.{hint} Tunable params: {', '.join(TUNABLE_PARAMS)}, "
+                             f"and a --model's layer params as <layer>.<config key> (e.g. hidden.units=64,256).")
         if any(n == name for n, _ in out):
             raise UsageError(f"--grid: param {name!r} is given twice; list all its values once, comma-separated.")
         texts = [v for v in raw_values.split(",") if v.strip() != ""]
         if not texts:
             raise UsageError(f"--grid: param {name!r} has no values; e.g. {name}=v1,v2.")
-        values = [TUNABLE_PARAMS[name](name, v.strip()) for v in texts]
+        values = [(_layer_value if layer else TUNABLE_PARAMS[name])(name, v.strip()) for v in texts]
         out.append((name, values))
     return out
 
@@ -196,6 +215,25 @@ def _test_accuracy(model: Any, test_df: Any) -> float:
     return float(evaluator.evaluate(model.transform(test_df)))
 
 
+def _load_keras(path: str) -> Any:
+    """A ``.keras`` archive, loaded in Keras' safe mode (no Python code from the file)."""
+    from sparkdl_lite.keras_model import from_archive
+
+    if not path.endswith(".keras") or not os.path.isfile(path):
+        raise UsageError(f"--model: {path!r} is not a .keras file (save your model with model.save('model.keras')).")
+    with open(path, "rb") as f:
+        return from_archive(f.read())
+
+
+def _layer_default(est: Any, name: str) -> Any:
+    """The given model's own value of a layer param ``<layer>.<key>``."""
+    from sparkdl_lite.keras_model import _walk
+
+    path, key = name.rsplit(".", 1)
+    entry = dict(_walk(est._model_config["config"])).get(path)
+    return None if entry is None else entry["config"].get(key)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     grid_items = parse_grid(args.grid)  # fail on a bad grid before Spark and TF start
     if not grid_items:
@@ -232,13 +270,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from sparkdl_lite import classifier as clf
         from sparkdl_lite.image import images_from_numpy
 
-        est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=args.architecture,
-                               epochs=args.epochs, batchSize=args.batch_size, seed=args.seed)
+        layer_items = [(n, v) for n, v in grid_items if "." in n]
+        if layer_items and not args.model:
+            raise UsageError(f"--grid: {layer_items[0][0]!r} is a layer param; it needs --model path/model.keras.")
+        if args.model:
+            user_model = _load_keras(args.model)
+            est = clf.TFClassifier(featuresCol="image", labelCol="label", model=user_model, epochs=args.epochs,
+                                   batchSize=args.batch_size, seed=args.seed)
+        else:
+            est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=args.architecture,
+                                   epochs=args.epochs, batchSize=args.batch_size, seed=args.seed)
         builder = ParamGridBuilder()
         for name, values in grid_items:
+            if "." in name:
+                continue
             if not est.hasParam(name):
                 raise UsageError(f"--grid: TFClassifier has no param {name!r}.")
             builder.addGrid(est.getParam(name), values)
+        if layer_items:
+            from sparkdl_lite.keras_model import apply_layer_params, expand_layer_params
+
+            layer_grid = expand_layer_params(dict(layer_items))
+            for lp in layer_grid:
+                apply_layer_params(est._model_config, lp, "--grid")  # an unknown layer or key fails before Spark jobs
+            builder.addGrid(est.layerParams, layer_grid)
         param_maps = builder.build()
         evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
         parallelism = args.parallelism or len(param_maps)
@@ -255,7 +310,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
         test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
-        default_values = {n: _plain_params({est.getParam(n): est.getOrDefault(n)})[n] for n, _ in grid_items}
+        default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
+                          for n, _ in grid_items}
         in_grid = any(_plain_params(pm) == default_values for pm in param_maps)
         n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
         executors, cores = _cluster_shape(sc)
@@ -301,12 +357,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
         command = "sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv)
         tuned_names = {n for n, _ in grid_items}
-        fixed = {k: v for k, v in (("architecture", args.architecture), ("epochs", args.epochs),
+        network = ("model", os.path.basename(args.model)) if args.model else ("architecture", args.architecture)
+        fixed = {k: v for k, v in (network, ("epochs", args.epochs),
                                    ("batchSize", args.batch_size), ("seed", args.seed)) if k not in tuned_names}
         setup = {
             "command": f"`{command}`",
             "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
-                    f"{data.num_classes} classes; features: 28x28 uint8 image structs, scaled by 1/255 in the graph",
+                    f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
+                    + ("0-255 pixel values into the model" if args.model else "scaled by 1/255 in the graph"),
             "validation": how,
             "grid": f"{len(param_maps)} param maps: " + "; ".join(f"{n} = {v}" for n, v in grid_items),
             "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
@@ -527,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"two-layer list (default: \"{DEFAULT_GRID}\", the reference experiment's grid). "
                         "Tunable: " + ", ".join(TUNABLE_PARAMS))
     t.add_argument("--architecture", default="mlp", choices=_ARCHITECTURES, help="architecture when not tuned (default: mlp)")
+    t.add_argument("--model", help="your own Keras model (a .keras file) instead of a built-in architecture; tune its "
+                                   "layers with --grid \"<layer>.<key>=v1,v2\", e.g. hidden.units=64,256")
     t.add_argument("--epochs", type=int, default=5, help="epochs when not tuned (default: 5)")
     t.add_argument("--batch-size", type=int, default=128, help="batch size when not tuned (default: 128)")
     val = t.add_mutually_exclusive_group()

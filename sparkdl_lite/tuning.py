@@ -153,7 +153,10 @@ def results_table(model: Any = None, *, param_maps: Optional[Sequence[Mapping[An
     for i, pm in enumerate(param_maps):
         row: Dict[str, Any] = {"index": i}
         for param, value in pm.items():
-            row[getattr(param, "name", str(param))] = _plain(value)
+            if isinstance(value, Mapping):  # layerParams: one column per "<layer>.<key>"
+                row.update({str(k): _plain(v) for k, v in value.items()})
+            else:
+                row[getattr(param, "name", str(param))] = _plain(value)
         infos = [training_info(fold[i]) for fold in (sub_models or []) if fold is not None and fold[i] is not None]
         seconds = [float(x["seconds"]) for x in infos if x.get("seconds") is not None]
         execs = sorted({str(x["executorId"]) for x in infos if x.get("executorId") is not None})

@@ -1,0 +1,41 @@
+"""Write the user-written Fashion-MNIST CNN (batch norm, dropout, named layers) as a .keras file.
+
+    .venv/bin/python benchmarks/own_cnn.py out/own_cnn.keras
+
+It stands for "a model of the user's own": the CLI tunes it with
+``sparkdl-lite tune --model out/own_cnn.keras --grid "learningRate=... hidden.units=... conv2.filters=..."``
+(see docs/user-guide.md, "Tune your own model"). It takes 0-255 pixels and scales them itself.
+"""
+import sys
+
+
+def build(hidden: int = 128, filters: int = 64, seed: int = 0):
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1), name="pixels")
+    h = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    h = layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv1")(h)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.Activation("relu", name="relu1")(h)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2")(h)
+    h = layers.BatchNormalization(name="bn2")(h)
+    h = layers.Activation("relu", name="relu2")(h)
+    h = layers.MaxPooling2D(2, name="pool2")(h)
+    h = layers.Dropout(0.25, name="conv_drop")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(hidden, activation="relu", name="hidden")(h)
+    h = layers.Dropout(0.4, name="drop")(h)
+    outputs = layers.Dense(10, name="out")(h)  # logits
+    return keras.Model(inputs, outputs, name="fashion_cnn")
+
+
+if __name__ == "__main__":
+    path = sys.argv[1] if len(sys.argv) > 1 else "out/own_cnn.keras"
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    build().save(path)
+    print(path)
