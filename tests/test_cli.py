@@ -121,3 +121,46 @@ def test_label_keeps_every_row_and_flags_corrupt_files(spark, tuned, tmp_path, c
 def test_label_rejects_a_directory_without_a_model(spark, tmp_path, capsys):
     assert cli.main(["label", "--model", str(tmp_path), "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "is not a saved Spark ML stage" in capsys.readouterr().err
+
+
+def test_parse_grid_layer_params():
+    assert cli.parse_grid("lr=1e-3 hidden.units=64,256 drop.rate=0.2,0.5 base/conv.padding=same conv.use_bias=false") == [
+        ("learningRate", [1e-3]), ("hidden.units", [64, 256]), ("drop.rate", [0.2, 0.5]),
+        ("base/conv.padding", ["same"]), ("conv.use_bias", [False])]
+
+
+@needs_fashion
+def test_tune_own_model_then_label_its_best(spark, tmp_path, capsys):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    h = keras.layers.Conv2D(4, 3, name="conv")(h)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Flatten(name="flat")(keras.layers.MaxPooling2D(4, name="pool")(keras.layers.Activation("relu")(h)))
+    h = keras.layers.Dropout(0.2, name="drop")(keras.layers.Dense(8, activation="relu", name="hidden")(h))
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(h)).save(tmp_path / "mine.keras")
+    assert cli.main(["tune", "--model", str(tmp_path / "x.h5"), "--out", str(tmp_path / "t")]) == 2
+    assert "is not a .keras file" in capsys.readouterr().err
+    assert cli.main(["tune", "--grid", "hidden.units=8", "--out", str(tmp_path / "t")]) == 2
+    assert "is a layer param; it needs --model" in capsys.readouterr().err
+    assert cli.main(["tune", "--model", str(tmp_path / "mine.keras"), "--grid", "hidden.unit=8",
+                     "--out", str(tmp_path / "t")]) == 2
+    assert "layer 'hidden' (Dense) has no config key 'unit'. Its keys: [" in capsys.readouterr().err
+    out = tmp_path / "tune"
+    code = cli.main(["tune", "--model", str(tmp_path / "mine.keras"), "--data", "fashion-mnist", "--sample", "300",
+                     "--grid", "learningRate=1e-3 hidden.units=8,16", "--epochs", "1", "--batch-size", "32",
+                     "--out", str(out), "--quiet"])
+    assert code == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert sorted(r["hidden.units"] for r in doc["rows"]) == [8, 16]
+    assert doc["test"]["default"]["params"] == {"learningRate": 1e-3, "hidden.units": 8}
+    assert "model=mine.keras" in (out / "report.md").read_text()
+    assert os.path.exists(out / "best_model" / "data" / "model.keras")
+    images = tmp_path / "images"
+    assert cli.main(["images", "--data", "fashion-mnist", "--split", "test", "--limit", "5", "--out", str(images)]) == 0
+    assert cli.main(["label", "--model", str(out / "best_model"), "--images", str(images),
+                     "--out", str(tmp_path / "labels.parquet"), "--quiet"]) == 0
+    rows = spark.read.parquet(str(tmp_path / "labels.parquet")).collect()
+    assert len(rows) == 5 and all(r.error is None and abs(sum(r.probability) - 1) < 1e-4 for r in rows)
