@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkdl_lite import engine, failpoint
 from sparkdl_lite.params import (
     HasBatchSize,
     HasGraph,
@@ -56,8 +57,6 @@ PROBABILITY_TENSOR = "probability:0"
 TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs
 # Test-only fault injection (not public API): comma-separated param-map indexes whose training
 # raises inside its Spark task. Read on the driver; the failure travels in the task closure.
-_FAIL_ENV = "SPARKDL_LITE_TEST_FAIL_INDEX"
-_FAIL_FIRST_ENV = "SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"  # test-only: these indexes' first task attempt dies
 _TMP_LOGITS = "__sparkdl_lite_logits"
 _TMP_PROBABILITY = "__sparkdl_lite_probability"
 _NUMERIC = (T.FloatType, T.DoubleType, T.IntegerType, T.LongType, T.ShortType, T.ByteType)
@@ -355,12 +354,7 @@ def _describe(param_map: Dict[Param, Any]) -> str:
     return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
 
 
-def _fail_indexes(env: str = _FAIL_ENV) -> set:
-    raw = os.environ.get(env, "")
-    return {int(v) for v in raw.replace(" ", "").split(",") if v.lstrip("-").isdigit()}
-
-
-def _lone_task_profile(sc: Any, n_tasks: int) -> Optional[Any]:
+def _lone_task_profile(spark: Any, n_tasks: int) -> Optional[Any]:
     """A ResourceProfile giving a lone training task the cores of a whole executor, or None.
 
     A single param map (``fit``, the refit of CrossValidator's best model) would otherwise train
@@ -368,22 +362,16 @@ def _lone_task_profile(sc: Any, n_tasks: int) -> Optional[Any]:
     asks for the smallest executor's core count for that one task, so TF gets that many threads
     and Spark accounts for them. Only where Spark supports task resource profiles: standalone
     (``local-cluster`` included), YARN and Kubernetes with dynamic allocation off; never in local
-    mode, where ``spark.task.cpus`` stays in force.
+    mode, where ``spark.task.cpus`` stays in force, nor where the engine does not report
+    executor cores (Spark Connect).
     """
-    master = sc.master or ""
-    if n_tasks != 1 or (master.startswith("local") and not master.startswith("local-cluster")):
+    if n_tasks != 1 or engine.is_local_mode(spark):
         return None
-    conf = sc.getConf()
-    if conf.get("spark.dynamicAllocation.enabled", "false").strip().lower() == "true":
+    if (engine.conf(spark, "spark.dynamicAllocation.enabled", "false") or "").strip().lower() == "true":
         return None
-    try:
-        listed = sc._jsc.sc().statusStore().executorList(True)  # noqa: SLF001 - no Python API for executor cores
-        executors = [listed.apply(i) for i in range(listed.size())]
-        cores = [int(e.totalCores()) for e in executors if e.id() != "driver"]
-    except Exception:  # noqa: BLE001 - no status store: keep the default profile
-        return None
+    cores = engine.executor_cores(spark)
     cpus = min(cores) if cores else 0
-    if cpus <= int(conf.get("spark.task.cpus", "1")):
+    if cpus <= int(engine.conf(spark, "spark.task.cpus", "1") or 1):
         return None
     from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
 
@@ -422,7 +410,7 @@ def _process_age(now: float) -> Optional[float]:
     return max(0.0, uptime - started - (time.perf_counter() - now))
 
 
-def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], local_mode: bool) -> Tuple[Any, ...]:
+def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], local_mode: bool) -> Tuple[Any, ...]:
     """Train task ``index`` inside a Spark task; errors come back as text, never raised."""
     import socket
 
@@ -438,21 +426,23 @@ def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], loca
             "taskCpus": threads, "partitionId": ctx.partitionId() if ctx else None,
             "attempt": ctx.attemptNumber() if ctx else None}
     cfg = configs[index]
-    if cfg.get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:
+    if cfg.get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:  # test-only fail point
         raise RuntimeError(f"injected failure of the first attempt of param map {index}")  # escapes: Spark retries
     startup = {"workerAge": _process_age(start)}  # None where /proc is missing; ~0 in a fresh worker
     try:
         t0 = time.perf_counter()
         runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
         t1 = time.perf_counter()
-        payload = data_bc.value  # read only: the arrays are shared by every task of this worker
+        payload = _unpack(shipped)  # cached per worker: its arrays are shared by every task of this worker
         t2 = time.perf_counter()
         startup.update(tensorflow=t1 - t0, broadcast=t2 - t1)
-        x, y = payload["data"][cfg["data"]]
+        if cfg.get("_fail"):
+            raise RuntimeError(cfg["_fail"])  # test-only fail point
+        x, y = payload[f"x{cfg['data']}"], payload[f"y{cfg['data']}"]
         kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "data"}
         for key in ("model", "warm_start"):
             if kwargs.get(key) is not None:
-                kwargs[key] = payload["archives"][kwargs[key]]
+                kwargs[key] = payload[f"a{kwargs[key]}"].tobytes()
         result = training.train(x, y, threads=threads, **kwargs)
         graph = result.graph
         info.update(seconds=float(result.seconds), diverged=bool(result.diverged), startup=startup,
@@ -464,6 +454,36 @@ def _train_task(index: int, *, data_bc: Any, configs: List[Dict[str, Any]], loca
     except Exception as exc:  # noqa: BLE001 - reported per param map so the other models survive
         info.update(seconds=time.perf_counter() - start, diverged=False)
         return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None)
+
+
+_PAYLOADS: Dict[str, Dict[str, np.ndarray]] = {}
+
+
+def _pack(data: Dict[int, Tuple[np.ndarray, np.ndarray]], archives: Dict[str, bytes]) -> bytes:
+    """Training data and Keras archives as one ``.npz`` (numpy's own format; no pickle)."""
+    import io
+
+    arrays: Dict[str, np.ndarray] = {}
+    for key, (x, y) in data.items():
+        arrays[f"x{key}"], arrays[f"y{key}"] = x, y
+    for key, archive in archives.items():
+        arrays[f"a{key}"] = np.frombuffer(archive, dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(shipped: Any) -> Dict[str, np.ndarray]:
+    """The shipped arrays, loaded once per Python worker (keyed by content hash)."""
+    import io
+
+    cached = _PAYLOADS.get(shipped.key)
+    if cached is None:
+        with np.load(io.BytesIO(shipped.read()), allow_pickle=False) as npz:
+            cached = {k: npz[k] for k in npz.files}
+        _PAYLOADS.clear()  # one training set per worker at a time
+        _PAYLOADS[shipped.key] = cached
+    return cached
 
 
 _RESULT_SCHEMA = ("index long, graph binary, inputs array<string>, outputs array<string>, history string, "
@@ -882,7 +902,6 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             estimators.append(est)
         variants = self._model_variants(estimators, where)
         spark = tasks[0][0].sparkSession
-        sc = spark.sparkContext
         data: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
         data_key: List[int] = []
         classes: Dict[int, int] = {}
@@ -890,8 +909,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             key = next((k for k, (d, _, _) in enumerate(tasks[:i]) if d is dataset), i)
             if key == i:
                 features, label = est.getFeaturesCol(), est.getLabelCol()
-                x, y = self._with_description(sc, f"TFClassifier {self.uid}: collect features for {n} task(s)",
-                                              functools.partial(_collect, dataset, features, label, kinds[i]))
+                with engine.job_description(spark, f"TFClassifier {self.uid}: collect features for {n} task(s)"):
+                    x, y = _collect(dataset, features, label, kinds[i])
                 data[key] = (x, y)
                 classes[key] = _num_classes(dataset, label, y)
             data_key.append(key)
@@ -899,8 +918,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
         archives: Dict[str, bytes] = {}
         configs = []
-        fail = _fail_indexes()
-        fail_first = _fail_indexes(_FAIL_FIRST_ENV)
+        fail = failpoint.indexes("train")  # test-only fail points, read on the driver
+        fail_first = failpoint.indexes("train_first_attempt")
         for i, est in enumerate(estimators):
             x, _ = data[data_key[i]]
             cfg = est._train_kwargs()
@@ -934,30 +953,29 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                     raise
                 raise type(exc)(f"{exc}{where(i)}") from None
             if i in fail:
-                cfg["fail_on"] = f"injected failure for param map {i} ({_FAIL_ENV})"
+                cfg["_fail"] = f"injected failure for param map {i} ({failpoint.ENV})"
             if i in fail_first:
                 cfg["_fail_first_attempt"] = True
             configs.append(cfg)
-        master = sc.master or ""
-        local_mode = master.startswith("local") and not master.startswith("local-cluster")
+        local_mode = engine.is_local_mode(spark)
         uid = self.uid
+        packed = [_pack(data, archives)]  # the arrays as one .npz; the collected arrays are dropped
+        data.clear()
 
         def run() -> Dict[int, Tuple[Any, ...]]:
-            payload = {"data": data, "archives": archives}
-            data_bc = sc.broadcast(payload)
+            shipped = engine.ship(spark, packed.pop())
             try:
-                task = functools.partial(_train_batches, data_bc=data_bc, configs=configs, local_mode=local_mode)
+                task = functools.partial(_train_batches, shipped=shipped, configs=configs, local_mode=local_mode)
                 # One row and one partition per task. mapInArrow (not an RDD map) runs in the same
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
-                profile = _lone_task_profile(sc, n)
-                jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA, profile=profile)
-                sc.addJobTag(TRAIN_JOB_TAG)  # the CLI's progress bar counts this job's tasks as models
-                try:
-                    table = self._with_description(sc, f"TFClassifier {uid}: train {n} param map(s)", jobs.toArrow)
-                finally:
-                    sc.removeJobTag(TRAIN_JOB_TAG)
+                profile = _lone_task_profile(spark, n)
+                jobs = spark.range(0, n, 1, n)
+                jobs = jobs.mapInArrow(task, _RESULT_SCHEMA, profile=profile) if profile else jobs.mapInArrow(task, _RESULT_SCHEMA)
+                with engine.job_tag(spark, TRAIN_JOB_TAG), \
+                        engine.job_description(spark, f"TFClassifier {uid}: train {n} param map(s)"):
+                    table = jobs.toArrow()  # the CLI's progress line counts the tagged job's tasks as models
             finally:
-                data_bc.destroy()
+                engine.release(shipped)
             return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
                                  json.loads(r["info"]), r["error"], r["model"]) for r in table.to_pylist()}
 
@@ -1004,15 +1022,6 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                                              activation=activation, loss=self._model_info.loss)
         return out
 
-    @staticmethod
-    def _with_description(sc: Any, description: str, fn: Any) -> Any:
-        """Run ``fn()`` with a Spark job description (restoring the caller's afterwards)."""
-        previous = sc.getLocalProperty("spark.job.description")
-        sc.setJobDescription(description)
-        try:
-            return fn()
-        finally:
-            sc.setLocalProperty("spark.job.description", previous)
 
 
 def _digest(data: bytes) -> str:

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sparkdl_lite import __version__
+from sparkdl_lite import __version__, engine
 
 __all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID", "DEFAULT_VALIDATION_FRACTION"]
 
@@ -158,21 +158,29 @@ def _is_local(master: str) -> bool:
     return master.startswith("local")
 
 
-def _session(master: str, app_name: str) -> Tuple[Any, bool]:
-    """The running SparkSession (reused, never stopped by us) or a new one for ``master``."""
-    from pyspark import SparkContext
+def _session(master: str, app_name: str, remote: Optional[str] = None) -> Tuple[Any, bool]:
+    """The running SparkSession (reused, never stopped by us) or a new one: classic for ``master``,
+    Spark Connect for ``remote`` (``sc://host:port``, or ``local[N]`` for a local Connect server;
+    ``SPARK_REMOTE`` is honoured as Spark honours it)."""
     from pyspark.sql import SparkSession
 
-    running = SparkContext._active_spark_context is not None
-    if running:
-        spark = SparkSession.builder.getOrCreate()
-        if spark.sparkContext.master != master and master != "local[*]":
-            print(f"sparkdl-lite: using the running SparkSession ({spark.sparkContext.master}), not --master {master}",
-                  file=sys.stderr)
-        return spark, False
+    from sparkdl_lite import engine
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        if engine.master(running) != master and master != "local[*]" and not remote:
+            print(f"sparkdl-lite: using the running SparkSession ({engine.master(running)}), not --master {master}",
+                  file=sys.stderr)
+        return running, False
+    if remote:
+        if remote.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        spark = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+        return spark, True
     builder = (SparkSession.builder.master(master).appName(app_name)
                .config("spark.ui.showConsoleProgress", "false")  # ours is on stderr
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -185,19 +193,8 @@ def _session(master: str, app_name: str) -> Tuple[Any, bool]:
                    .config("spark.driver.bindAddress", "127.0.0.1")
                    .config("spark.ui.enabled", "false"))
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    engine.set_log_level(spark, "ERROR")
     return spark, True
-
-
-def _cluster_shape(sc: Any) -> Tuple[int, int]:
-    """(executors, cores): in local mode the driver is the one executor."""
-    try:
-        infos = sc.statusTracker().getExecutorInfos()
-    except Exception:  # noqa: BLE001 - best effort, for the report only
-        infos = []
-    single = sc.master == "local" or sc.master.startswith("local[")  # not local-cluster[...]
-    executors = 1 if single else max(1, len(infos) - 1)
-    return executors, int(sc.defaultParallelism)
 
 
 # ============================================================================ tune
@@ -261,8 +258,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
 
-    spark, created = _session(args.master, "sparkdl-lite tune")
-    sc = spark.sparkContext
+    spark, created = _session(args.master, "sparkdl-lite tune", args.remote)
     try:
         from pyspark.ml.evaluation import MulticlassClassificationEvaluator
         from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
@@ -314,16 +310,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
                           for n, _ in grid_items}
         in_grid = any(_plain_params(pm) == default_values for pm in param_maps)
         n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
-        executors, cores = _cluster_shape(sc)
+        executors, cores = engine.cluster_shape(spark)
+        master = engine.master(spark)
         print(f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
               f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models, {how}; "
-              f"{sc.master}, {cores} cores", file=sys.stderr)
+              f"{master}, {cores} cores", file=sys.stderr)
 
         train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
-        progress = tn.SparkProgress(sc, total=n_models if train_tag else None, unit="models" if train_tag else "tasks",
+        progress = tn.SparkProgress(spark, total=n_models if train_tag else None, unit="models" if train_tag else "tasks",
                                     job_tag=train_tag or TUNE_TAG, enabled=not args.quiet)
-        sc.addJobTag(TUNE_TAG)
-        try:
+        with engine.job_tag(spark, TUNE_TAG):
             with progress:
                 t_fit = time.perf_counter()
                 tuned = tuner.fit(train_df)
@@ -340,8 +336,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
                     default_model = est.fit(train_df)
                 best_acc = _test_accuracy(best_model, test_df)
                 default_acc = best_acc if default_model is best_model else _test_accuracy(default_model, test_df)
-        finally:
-            sc.removeJobTag(TUNE_TAG)
 
         best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
         refit_seconds = tn.training_info(best_model).get("seconds")
@@ -370,7 +364,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
             "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
                                      + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
-            "Spark": f"master {sc.master}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
+            "Spark": f"master {master}{' (Spark Connect)' if engine.is_connect(spark) else ''}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
                      f"Spark {spark.version}, sparkdl_lite {__version__}",
         }
         plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
@@ -406,7 +400,7 @@ def _load_model(spark: Any, path: str) -> Tuple[str, Any]:
     from pyspark.ml.util import DefaultParamsReader
 
     try:
-        metadata = DefaultParamsReader.loadMetadata(path, spark.sparkContext)
+        metadata = DefaultParamsReader.loadMetadata(path, spark)
     except Exception as exc:  # noqa: BLE001 - Spark raises Py4J / analysis errors for a missing path
         raise UsageError(f"--model {path!r} is not a saved Spark ML stage (no readable metadata): "
                          f"{str(exc).splitlines()[0]}") from None
@@ -494,8 +488,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     from sparkdl_lite import tuning as tn
 
     names = _class_names(args.class_names)
-    spark, created = _session(args.master, "sparkdl-lite label")
-    sc = spark.sparkContext
+    spark, created = _session(args.master, "sparkdl-lite label", args.remote)
     try:
         from pyspark.sql import functions as F
 
@@ -512,23 +505,20 @@ def cmd_label(args: argparse.Namespace) -> int:
         else:
             # The file source packs ~32 small images per partition; each partition is a task with its own
             # Python/Arrow round trip, so merge them to ~4,096 images a task, but keep every core busy.
-            n = images.rdd.getNumPartitions()
-            target = min(n, max(sc.defaultParallelism, -(-rows_in // 4096)))
-            if target < n:
+            n = engine.num_partitions(images)
+            target = max(engine.default_parallelism(spark), -(-rows_in // 4096))
+            if n is None or target < n:  # Connect does not tell the partition count: coalesce never grows it
                 images = images.coalesce(target)
         out = _labeled(kind, model, images)
         if names:
             lookup = F.array(*[F.lit(n) for n in names])
             idx = F.col("prediction").cast("int")
             out = out.withColumn("label_name", F.when((idx >= 0) & (idx < len(names)), F.get(lookup, idx)))
-        sc.addJobTag(LABEL_TAG)
-        try:
-            with tn.SparkProgress(sc, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet, show_best=False):
-                t0 = time.perf_counter()
-                out.write.mode("overwrite").parquet(args.out)
-                seconds = time.perf_counter() - t0
-        finally:
-            sc.removeJobTag(LABEL_TAG)
+        with engine.job_tag(spark, LABEL_TAG), \
+                tn.SparkProgress(spark, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet, show_best=False):
+            t0 = time.perf_counter()
+            out.write.mode("overwrite").parquet(args.out)
+            seconds = time.perf_counter() - t0
         written = spark.read.parquet(args.out)
         rows_out = written.count()
         n_errors = written.filter(F.col("error").isNotNull()).count()
@@ -596,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"--folds is not given: {DEFAULT_VALIDATION_FRACTION}")
     t.add_argument("--sample", type=int, help="quick run: a stratified sample of N training rows and N//5 test rows")
     t.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
+    t.add_argument("--remote", help="Spark Connect: sc://host:port, or local[N] for a local Connect server "
+                                    "(default: $SPARK_REMOTE; else a classic session for --master)")
     t.add_argument("--parallelism", type=int, help="tuner parallelism (default: the number of param maps)")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--seed", type=int, default=0, help="seed of sampling, splits and training (default: 0)")
@@ -615,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="repartition the images into this many partitions (default: merge the file source's small "
                           "partitions to about 4,096 images each, at least one per core)")
     lab.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
+    lab.add_argument("--remote", help="Spark Connect: sc://host:port or local[N] (default: $SPARK_REMOTE)")
     lab.add_argument("--quiet", action="store_true", help="no progress line")
     lab.set_defaults(func=cmd_label)
 

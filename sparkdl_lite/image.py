@@ -320,31 +320,12 @@ def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
     """URIs of the 0-byte files that ``path`` (a file, directory or glob) names, as Spark lists them.
 
     Directories are listed one level deep (all levels with ``recursive``); names starting with
-    ``.`` or ``_`` are skipped, as Spark's file sources skip them.
+    ``.`` or ``_`` are skipped, as Spark's file sources skip them. The listing is the engine's
+    (the Hadoop file system on a classic session, Spark's ``binaryFile`` source on Connect).
     """
-    jvm = spark.sparkContext._jvm  # noqa: SLF001 - the Hadoop FileSystem API has no Python binding
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
-    found: List[str] = []
+    from sparkdl_lite import engine
 
-    def visible(status: Any) -> bool:
-        name = status.getPath().getName()
-        return not (name.startswith(".") or name.startswith("_"))
-
-    def visit(fs: Any, status: Any, depth: int) -> None:
-        if not visible(status) and depth > 0:
-            return
-        if status.isDirectory():
-            if depth == 0 or recursive:
-                for child in fs.listStatus(status.getPath()):
-                    visit(fs, child, depth + 1)
-        elif status.getLen() == 0:
-            found.append(status.getPath().toString())
-
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(conf)
-    for status in fs.globStatus(hpath) or []:
-        visit(fs, status, 0)
-    return sorted(found)
+    return engine.empty_files(spark, path, recursive=recursive)
 
 
 def _with_empty_files(spark: Any, df: Any, path: str, *, recursive: bool, column: str, add_rows: bool,

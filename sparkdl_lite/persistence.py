@@ -1,16 +1,19 @@
-"""MLWriter / MLReader for graph-bearing stages: metadata JSON + GraphDef protobuf file.
+"""MLWriter / MLReader for stages with data: metadata JSON + data files, all through the engine.
 
-Layout of a saved stage at ``path``::
+Layout of a saved stage at ``path`` (format version 2)::
 
     path/metadata/part-00000   Spark ML params metadata (JSON), plus sparkdlLiteVersion,
                                formatVersion, the graph's tensor names and the data files' names
-    path/data/graph.pb         the frozen GraphDef (protobuf)
-    path/data/model.keras      (classifier stages) the Keras model as Keras' own archive:
-                               JSON config + weights, loaded in Keras' safe mode
+    path/data/graph.pb/        the frozen GraphDef's protobuf bytes, as a Parquet dataset of
+                               ordered byte chunks
+    path/data/model.keras/     (classifier stages) Keras' own archive (JSON config + weights),
+                               the same way; loaded in Keras' safe mode
 
-Both are written and read through Spark / Hadoop file system APIs, so ``hdfs://`` and ``s3a://``
-paths work. Nothing is unpickled and no Python code named in the files is run: the metadata class
-must be the one being loaded, and the graph is parsed as protobuf.
+Spark writes and reads every file (the server, on Spark Connect), so ``hdfs://`` and ``s3a://``
+paths and remote cluster paths work from either kind of session. Format version 1 (sparkdl_lite
+0.1.0) kept ``data/graph.pb`` as a plain file; it still loads. Nothing is unpickled and no Python
+code named in the files is run: the metadata class must be the one being loaded, graphs are
+parsed as protobuf and Keras archives are loaded in safe mode.
 """
 from __future__ import annotations
 
@@ -19,82 +22,40 @@ from typing import Any, Dict, Optional, Type
 
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 
-from sparkdl_lite import __version__
+from sparkdl_lite import __version__, engine
 
-__all__ = ["GraphStageWriter", "GraphStageReader", "StageDataWriter", "StageDataReader", "FORMAT_VERSION",
-           "write_bytes", "read_bytes"]
+__all__ = ["GraphStageWriter", "GraphStageReader", "StageDataWriter", "StageDataReader", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
-GRAPH_FILE = "data/graph.pb"
+FORMAT_VERSION = 2
+GRAPH_FILE = "graph.pb"
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill")
 
 
-def _fs_path(sc: Any, path: str):
-    jvm = sc._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(sc._jsc.hadoopConfiguration()), p
+def _session(writer_or_reader: Any) -> Any:
+    return engine.session_for(getattr(writer_or_reader, "_sparkSession", None))
 
 
-def write_bytes(sc: Any, path: str, data: bytes, overwrite: bool = True) -> None:
-    """Write ``data`` to ``path`` through the Hadoop FileSystem of the path's scheme."""
-    fs, p = _fs_path(sc, path)
-    out = fs.create(p, overwrite)
-    try:
-        out.write(bytearray(data))
-    finally:
-        out.close()
-
-
-def read_bytes(spark: Any, path: str) -> bytes:
-    """Read one whole file through the Hadoop FileSystem of the path's scheme."""
-    sc = spark.sparkContext
-    fs, p = _fs_path(sc, path)
-    try:
-        stream = fs.open(p)
-        try:
-            return bytes(sc._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-        finally:
-            stream.close()
-    except Exception as exc:  # py4j wraps Java's FileNotFoundException / ChecksumException
-        text = str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else str(exc)
-        raise ValueError(f"cannot read {path!r}: {text.strip()[:300]}") from None
-
-
-def _exists(sc: Any, path: str) -> bool:
-    fs, p = _fs_path(sc, path)
-    return bool(fs.exists(p))
-
-
-def _list_files(sc: Any, path: str):
-    fs, p = _fs_path(sc, path)
-    if not fs.exists(p):
-        return []
-    it = fs.listFiles(p, True)
-    names = []
-    while it.hasNext():
-        names.append(str(it.next().getPath().toString()))
-    return names
-
-
-def _write_files(writer: MLWriter, path: str, files: Dict[str, bytes]) -> None:
+def _write_files(spark: Any, path: str, files: Dict[str, bytes]) -> None:
     for name, data in files.items():
-        write_bytes(writer.sparkSession.sparkContext, f"{path.rstrip('/')}/data/{name}", data, writer.shouldOverwrite)
+        engine.write_bytes(spark, f"{path.rstrip('/')}/data/{name}", data)
 
 
 def _read_files(spark: Any, path: str, metadata: Dict[str, Any], who: str) -> Dict[str, bytes]:
     files = {}
+    blob = int(metadata.get("formatVersion") or 1) >= 2
     for name in metadata.get("files") or []:
         if not isinstance(name, str) or "/" in name or name.startswith("."):
             raise ValueError(f"{who}: {path!r} names an invalid data file {name!r} in its metadata.")
         full = f"{path.rstrip('/')}/data/{name}"
-        if not _exists(spark.sparkContext, full):
-            raise FileNotFoundError(f"{who}: {path!r} is missing its data file {'data/' + name!r}.")
-        files[name] = read_bytes(spark, full)
+        try:
+            files[name] = engine.read_bytes(spark, full, blob=blob)
+        except ValueError as exc:
+            raise FileNotFoundError(f"{who}: {path!r} is missing its data file {'data/' + name!r} ({exc}).") from None
     return files
 
 
-def _refuse_pickles(sc: Any, path: str, who: str) -> None:
-    for f in _list_files(sc, path.rstrip("/")):
+def _refuse_pickles(spark: Any, path: str, who: str) -> None:
+    for f in engine.list_files(spark, path.rstrip("/")):
         if f.lower().endswith(_PICKLE_SUFFIXES):
             raise ValueError(f"{who}: refusing {path!r}: it contains the pickle file {f!r}. "
                              f"sparkdl_lite model directories hold only JSON, protobuf and Keras archives.")
@@ -114,8 +75,30 @@ def _check_version(metadata: Dict[str, Any], path: str, who: str, required: bool
                       UserWarning, stacklevel=3)
 
 
-class GraphStageWriter(MLWriter):
-    """Writes a stage's params as Spark ML JSON metadata, its graph as ``data/graph.pb`` and any data files."""
+def _load_metadata(spark: Any, cls: Type[Any], path: str) -> Dict[str, Any]:
+    name = cls.__name__
+    if not engine.exists(spark, f"{path.rstrip('/')}/metadata"):
+        raise FileNotFoundError(f"{name}.load: {path!r} has no metadata directory; it is not a saved {name}.")
+    _refuse_pickles(spark, path, f"{name}.load")
+    expected = f"{cls.__module__}.{cls.__qualname__}"
+    try:
+        return DefaultParamsReader.loadMetadata(path, spark, expected)
+    except Exception as exc:  # Spark raises a bare Exception or TypeError on a class mismatch
+        raise ValueError(f"{name}.load: {path!r} is not a saved {expected}: {exc}") from None
+
+
+class _EngineWriter(MLWriter):
+    """An MLWriter whose overwrite goes through the engine (Spark's own one needs py4j)."""
+
+    def save(self, path: str) -> None:
+        spark = _session(self)
+        if self.shouldOverwrite:
+            engine.handle_overwrite(spark, path)
+        self.saveImpl(path)
+
+
+class GraphStageWriter(_EngineWriter):
+    """Writes a stage's params as Spark ML JSON metadata, its graph and any data files through Spark."""
 
     def __init__(self, instance: Any, extra: Optional[Dict[str, Any]] = None,
                  files: Optional[Dict[str, bytes]] = None) -> None:
@@ -125,15 +108,16 @@ class GraphStageWriter(MLWriter):
         self.files = {k: v for k, v in (files or {}).items() if v is not None}
 
     def saveImpl(self, path: str) -> None:
+        spark = _session(self)
         graph = self.instance._require_graph()
+        files = {GRAPH_FILE: graph.to_bytes(), **self.files}
         extra = {"sparkdlLiteVersion": __version__, "formatVersion": FORMAT_VERSION,
-                 "graph": graph.to_json(), "files": sorted(self.files), **self.extra}
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extraMetadata=extra)
-        write_bytes(self.sparkSession.sparkContext, f"{path.rstrip('/')}/{GRAPH_FILE}", graph.to_bytes(), self.shouldOverwrite)
-        _write_files(self, path, self.files)
+                 "graph": graph.to_json(), "files": sorted(files), **self.extra}
+        DefaultParamsWriter.saveMetadata(self.instance, path, spark, extraMetadata=extra)
+        _write_files(spark, path, files)
 
 
-class StageDataWriter(MLWriter):
+class StageDataWriter(_EngineWriter):
     """Writes a stage without a graph (an Estimator holding a Keras model): JSON metadata + data files."""
 
     def __init__(self, instance: Any, files: Optional[Dict[str, bytes]] = None) -> None:
@@ -142,9 +126,10 @@ class StageDataWriter(MLWriter):
         self.files = {k: v for k, v in (files or {}).items() if v is not None}
 
     def saveImpl(self, path: str) -> None:
+        spark = _session(self)
         extra = {"sparkdlLiteVersion": __version__, "formatVersion": FORMAT_VERSION, "files": sorted(self.files)}
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extraMetadata=extra)
-        _write_files(self, path, self.files)
+        DefaultParamsWriter.saveMetadata(self.instance, path, spark, extraMetadata=extra)
+        _write_files(spark, path, self.files)
 
 
 class StageDataReader(MLReader):
@@ -155,18 +140,10 @@ class StageDataReader(MLReader):
         self.cls = cls
 
     def load(self, path: str) -> Any:
-        sc = self.sparkSession.sparkContext
-        name = self.cls.__name__
-        if not _exists(sc, f"{path.rstrip('/')}/metadata"):
-            raise FileNotFoundError(f"{name}.load: {path!r} has no metadata directory; it is not a saved {name}.")
-        _refuse_pickles(sc, path, f"{name}.load")
-        expected = f"{self.cls.__module__}.{self.cls.__qualname__}"
-        try:
-            metadata = DefaultParamsReader.loadMetadata(path, sc, expected)
-        except Exception as exc:  # Spark raises a bare Exception or TypeError on a class mismatch
-            raise ValueError(f"{name}.load: {path!r} is not a saved {expected}: {exc}") from None
-        _check_version(metadata, path, f"{name}.load", required=False)
-        files = _read_files(self.sparkSession, path, metadata, f"{name}.load")
+        spark = _session(self)
+        metadata = _load_metadata(spark, self.cls, path)
+        _check_version(metadata, path, f"{self.cls.__name__}.load", required=False)
+        files = _read_files(spark, path, metadata, f"{self.cls.__name__}.load")
         instance = self.cls()
         instance._resetUid(metadata["uid"])
         DefaultParamsReader.getAndSetParams(instance, metadata)
@@ -176,7 +153,7 @@ class StageDataReader(MLReader):
 
 
 class GraphStageReader(MLReader):
-    """Reads what :class:`GraphStageWriter` wrote, refusing anything it did not write."""
+    """Reads what :class:`GraphStageWriter` wrote (format 1 or 2), refusing anything it did not write."""
 
     def __init__(self, cls: Type[Any]) -> None:
         super().__init__()
@@ -185,25 +162,19 @@ class GraphStageReader(MLReader):
     def load(self, path: str) -> Any:
         from sparkdl_lite.graph import TFGraph
 
-        sc = self.sparkSession.sparkContext
+        spark = _session(self)
         name = self.cls.__name__
-        base = path.rstrip("/")
-        if not _exists(sc, f"{base}/metadata"):
-            raise FileNotFoundError(f"{name}.load: {path!r} has no metadata directory; it is not a saved {name}.")
-        _refuse_pickles(sc, path, f"{name}.load")
-        expected = f"{self.cls.__module__}.{self.cls.__qualname__}"
-        try:
-            metadata = DefaultParamsReader.loadMetadata(path, sc, expected)
-        except Exception as exc:  # Spark raises a bare Exception or TypeError on a class mismatch
-            raise ValueError(f"{name}.load: {path!r} is not a saved {expected}: {exc}") from None
+        metadata = _load_metadata(spark, self.cls, path)
         _check_version(metadata, path, f"{name}.load", required=True)
-        graph_path = f"{base}/{GRAPH_FILE}"
-        if not _exists(sc, graph_path):
-            raise FileNotFoundError(f"{name}.load: {path!r} is missing its graph file {GRAPH_FILE!r}.")
+        if metadata["formatVersion"] < 2:  # 0.1.0: data/graph.pb, a plain file
+            metadata = {**metadata, "files": [GRAPH_FILE]}
+        files = _read_files(spark, path, metadata, f"{name}.load")
+        if GRAPH_FILE not in files:
+            raise FileNotFoundError(f"{name}.load: {path!r} is missing its graph file {'data/' + GRAPH_FILE!r}.")
         info = metadata.get("graph") or {}
+        graph_path = f"{path.rstrip('/')}/data/{GRAPH_FILE}"
         try:
-            data = read_bytes(self.sparkSession, graph_path)
-            graph = TFGraph.from_bytes(data, [t["name"] for t in info.get("inputs", [])] or None,
+            graph = TFGraph.from_bytes(files.pop(GRAPH_FILE), [t["name"] for t in info.get("inputs", [])] or None,
                                        [t["name"] for t in info.get("outputs", [])] or None)
         except ValueError as exc:
             raise ValueError(f"{name}.load: {graph_path!r} is not a valid graph: {exc}") from None
@@ -214,5 +185,5 @@ class GraphStageReader(MLReader):
         if hasattr(instance, "_load_extra"):
             instance._load_extra(metadata)
         if hasattr(instance, "_load_files"):
-            instance._load_files(_read_files(self.sparkSession, path, metadata, f"{name}.load"))
+            instance._load_files(files)
         return instance

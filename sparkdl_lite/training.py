@@ -457,8 +457,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
           seed: int = 0, scale: Optional[float] = None, threads: Optional[int] = None,
           model: Any = None, layer_params: Optional[Dict[str, Any]] = None, fresh_weights: bool = False,
           loss: Optional[Dict[str, Any]] = None, reverse_channels: bool = False,
-          warm_start: Optional[bytes] = None, initial_epoch: int = 0,
-          fail_on: Optional[str] = None) -> TrainResult:
+          warm_start: Optional[bytes] = None, initial_epoch: int = 0) -> TrainResult:
     """Train one classifier configuration and return its frozen inference graph.
 
     One code path for a built-in preset and for the user's own Keras model: build the network
@@ -512,8 +511,6 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         optimizer starts afresh (Adam's moments are not kept).
     initial_epoch : int
         Epochs already trained (a warm start): the history numbers epochs from ``initial_epoch + 1``.
-    fail_on : str, optional
-        Test hook: when a non-empty string, raise ``RuntimeError(fail_on)`` before training.
 
     Returns
     -------
@@ -529,8 +526,6 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         inconsistent data, a model whose input or output does not fit the data.
     TypeError
         For params or data of the wrong type.
-    RuntimeError
-        When ``fail_on`` is set.
 
     Examples
     --------
@@ -562,8 +557,6 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         preset = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=x.shape[1:],
                               input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
                               dropout=dropout)
-    if fail_on:
-        raise RuntimeError(str(fail_on))
 
     t_import = time.perf_counter()
     import keras

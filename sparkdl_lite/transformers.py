@@ -1,13 +1,13 @@
 """TFTransformer and TFImageTransformer: apply a frozen TF graph to DataFrame columns.
 
-The graph bytes are broadcast once per ``transform()``; an iterator Arrow UDF loads them once per
+The graph bytes are shipped once per ``transform()`` through the engine (a broadcast on classic
+Spark, a content-named artifact on Spark Connect); an iterator Arrow UDF loads them once per
 Python worker (``runtime``), turns each Arrow batch into numpy arrays with no per-row Python on
 the common path, runs the graph in ``batchSize`` slices and hands back Arrow arrays. Vector
 outputs are made on the JVM (``array_to_vector``).
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,8 +23,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkdl_lite import engine, failpoint, runtime
 from sparkdl_lite import image as img
-from sparkdl_lite import runtime
 from sparkdl_lite.params import HasBatchSize, HasGraph, HasOutputMode, check, to_str_dict
 from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter
 
@@ -49,18 +49,6 @@ def _task_threads() -> Optional[int]:
         return int(ctx.cpus())
     except Exception:  # noqa: BLE001 - older contexts have no cpus()
         return None
-
-
-def _fault_hook(stage: str) -> None:
-    """Test-only fault injection (not public API): SPARKDL_LITE_TEST_KILL_WORKER names a marker file;
-    the first worker to claim it exits hard, as a crashing Python worker would."""
-    marker = os.environ.get("SPARKDL_LITE_TEST_KILL_WORKER")
-    if marker and os.path.exists(marker):
-        try:
-            os.remove(marker)
-        except FileNotFoundError:
-            return
-        os._exit(17)
 
 
 def _list_array(values: np.ndarray, width: int, mask: Optional[np.ndarray], value_type: Any, n: Optional[int] = None):
@@ -207,14 +195,13 @@ class TFTransformer(Transformer, _TFTransformerParams, HasGraph, MLReadable, MLW
     def _transform(self, dataset: DataFrame) -> DataFrame:
         inputs, outputs = self._validate(dataset.schema)
         graph = self._require_graph()
-        sc = dataset.sparkSession.sparkContext
-        graph_bc = sc.broadcast(graph.to_bytes())
+        shipped = engine.ship(dataset.sparkSession, graph.to_bytes())
         in_specs = [(full, info.dtype, info.shape, col) for col, full, info in inputs]
         out_names = [full for full, _, _ in outputs]
         out_types = [_SPARK_TYPES.get(info.dtype, T.FloatType()) for _, _, info in outputs]
         key = graph.digest + "|" + ",".join(n for n, *_ in in_specs) + "|" + ",".join(out_names)
         return_type = T.StructType([T.StructField(f"o{i}", T.ArrayType(t), True) for i, t in enumerate(out_types)])
-        udf = _tensor_udf(graph_bc, key, in_specs, out_names, [info.dtype for _, _, info in outputs],
+        udf = _tensor_udf(shipped, key, in_specs, out_names, [info.dtype for _, _, info in outputs],
                           self.getBatchSize(), return_type)
         args = []
         for col, _full, info in inputs:
@@ -259,7 +246,7 @@ def _row_shape(shape: Optional[Sequence[Optional[int]]], length: int, tensor: st
     return tuple(dims)
 
 
-def _tensor_udf(graph_bc, key, in_specs, out_names, out_dtypes, batch_size, return_type):
+def _tensor_udf(shipped, key, in_specs, out_names, out_dtypes, batch_size, return_type):
     from pyspark.sql.functions import arrow_udf
 
     arrow_out = [pa.from_numpy_dtype(_NUMPY_OUT.get(d, np.float32)) for d in out_dtypes]
@@ -284,20 +271,19 @@ def _tensor_udf(graph_bc, key, in_specs, out_names, out_dtypes, batch_size, retu
                                  f"{int(lengths[bad])}); tensor {tensor!r} needs a fixed shape.")
             values = arr.values.slice(int(offsets[0]), n * width).to_numpy(zero_copy_only=False)
             per_row = _row_shape(shape, width, tensor, col) if n else tuple(d or 0 for d in (shape or [0, 0])[1:])
-            if n and values.dtype.kind == "f" and not np.isfinite(values).all():
-                pass  # NaN/inf are valid floats for a graph; documented in docs/errors.md
             feeds[tensor] = values.reshape((n,) + tuple(per_row))
         return n or 0, feeds
 
     def loader():
-        return runtime.load_callable(graph_bc.value, [s[0] for s in in_specs], out_names)
+        return runtime.load_callable(shipped.read(), [s[0] for s in in_specs], out_names)
 
     @arrow_udf(return_type)
     def predict(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         runtime.configure_threads(_task_threads())
         run = runtime.get_or_load(key, loader)
+        kill = failpoint.value("kill_worker")  # test-only; once per partition
         for n, feeds in runtime.prefetch((b if isinstance(b, tuple) else (b,) for b in batches), to_numpy):
-            _fault_hook("TFTransformer")
+            failpoint.kill_worker(kill)
             parts: List[List[np.ndarray]] = [[] for _ in out_names]
             for start in range(0, n, batch_size):
                 res = run({k: v[start:start + batch_size] for k, v in feeds.items()})
@@ -537,14 +523,14 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
     def _transform(self, dataset: DataFrame) -> DataFrame:
         spec = self._validate(dataset.schema)
         graph = self._require_graph()
-        graph_bc = dataset.sparkSession.sparkContext.broadcast(graph.to_bytes())
+        shipped = engine.ship(dataset.sparkSession, graph.to_bytes())
         mode = self.getOutputMode()
         value_type = img.image_schema() if mode == "image" else T.ArrayType(T.FloatType())
         return_type = T.StructType([T.StructField("value", value_type, True), T.StructField("error", T.StringType(), True)])
         options = {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
                    "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
                    "mode": mode}
-        udf = _image_udf(graph_bc, graph.digest, spec, options, return_type)
+        udf = _image_udf(shipped, graph.digest, spec, options, return_type)
         out = dataset.withColumn(_TMP, udf.asNondeterministic()(F.col(self.getInputCol())))
         value = F.col(f"{_TMP}.value")
         vec = F.when(value.isNull(), F.lit(None)).otherwise(array_to_vector(value))  # array_to_vector fails on null
@@ -561,7 +547,7 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         return GraphStageReader(cls)
 
 
-def _image_udf(graph_bc, digest: str, spec: Dict[str, Any], options: Dict[str, Any], return_type: T.StructType):
+def _image_udf(shipped, digest: str, spec: Dict[str, Any], options: Dict[str, Any], return_type: T.StructType):
     from pyspark.sql.functions import arrow_udf
 
     hw = spec["hw"]
@@ -575,7 +561,7 @@ def _image_udf(graph_bc, digest: str, spec: Dict[str, Any], options: Dict[str, A
             pre = img.make_preprocess(src_channels=src_channels, channel_order=options["channel_order"],
                                       target_hw=hw if options["resize"] else None, target_channels=spec["channels"],
                                       scale=options["scale"], offset=options["offset"], dtype=spec["dtype"])
-            return runtime.load_callable(graph_bc.value, [spec["in"]], [spec["out"]], preprocess=pre)
+            return runtime.load_callable(shipped.read(), [spec["in"]], [spec["out"]], preprocess=pre)
 
         return key, runtime.get_or_load(key, loader)
 
@@ -604,8 +590,9 @@ def _image_udf(graph_bc, digest: str, spec: Dict[str, Any], options: Dict[str, A
     @arrow_udf(return_type)
     def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         runtime.configure_threads(_task_threads())
+        kill = failpoint.value("kill_worker")  # test-only; once per partition
         for n, batch, errors, results in runtime.prefetch(batches, compute):
-            _fault_hook("TFImageTransformer")
+            failpoint.kill_worker(kill)
             if errors and options["fail"]:
                 i = min(errors)
                 raise ValueError(f"TFImageTransformer: image {batch.origin(i)!r} (row {i} of a batch): {errors[i]}. "

@@ -528,18 +528,19 @@ def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optio
 
 # ============================================================================ progress
 class SparkProgress:
-    """A driver-side progress line fed by ``sc.statusTracker()``.
+    """A driver-side progress line fed by the engine's task counts (status tracker or Connect progress).
 
-    A background thread polls the status tracker and prints
+    A background thread polls :class:`sparkdl_lite.engine.TaskCounter` and prints
     ``<label> done/total | best ... | elapsed ... | ETA ...`` to ``stream`` (stderr): one line
     rewritten with ``\\r`` on a terminal, plain lines at most every ``interval`` seconds otherwise.
     What is counted are completed Spark tasks of the jobs with tag ``job_tag``
-    (``sc.addJobTag``), else of job group ``job_group``, else of every job seen while running. With
+    (``engine.job_tag``), else of job group ``job_group``, else of every job seen while running. With
     ``total`` and one task per model (as ``TFClassifier.fitMultiple`` runs), done/total are models.
 
     Parameters
     ----------
-    sc : SparkContext
+    spark : SparkSession
+        Classic or Spark Connect.
     total : int, optional
         Units expected; gives done/total and an ETA.
     unit : str
@@ -557,19 +558,20 @@ class SparkProgress:
 
     Examples
     --------
-    >>> with SparkProgress(spark.sparkContext, total=12, unit="models") as progress:  # doctest: +SKIP
+    >>> with SparkProgress(spark, total=12, unit="models") as progress:  # doctest: +SKIP
     ...     model = cv.fit(df)
     ...     progress.set_best(max(model.avgMetrics), "accuracy")
 
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, sc: Any, *, total: Optional[int] = None, unit: str = "tasks", job_tag: Optional[str] = None,
+    def __init__(self, spark: Any, *, total: Optional[int] = None, unit: str = "tasks", job_tag: Optional[str] = None,
                  job_group: Optional[str] = None, stream: Optional[TextIO] = None, interval: Optional[float] = None,
                  enabled: bool = True, label: Optional[str] = None, show_best: bool = True) -> None:
-        self._sc = sc
+        from sparkdl_lite import engine
+
         self.show_best = show_best
-        self._tracker = sc.statusTracker()
+        self._counter = engine.TaskCounter(spark, tag=job_tag, group=job_group)
         self.total = total
         self.unit = unit
         self.label = label or unit
@@ -584,9 +586,6 @@ class SparkProgress:
         self.done = 0
         self.tasks = 0
         self.offset = 0
-        self._ignore: set = set()
-        self._seen: set = set()
-        self._finished_stages: Dict[int, tuple] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -604,7 +603,7 @@ class SparkProgress:
 
     def start(self) -> SparkProgress:
         """Remember the jobs that exist now (they do not count) and start polling."""
-        self._ignore = set(self._job_ids())
+        self._counter.start()
         self._start = time.perf_counter()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sparkdl-lite-progress", daemon=True)
@@ -618,6 +617,7 @@ class SparkProgress:
             self._thread.join(timeout=10)
             self._thread = None
         self.poll()
+        self._counter.close()
         self._emit(final=True)
 
     def set_best(self, value: Optional[float], name: str = "") -> None:
@@ -636,44 +636,9 @@ class SparkProgress:
             self.offset += n
 
     # ------------------------------------------------------------------ polling
-    def _job_ids(self) -> List[int]:
-        try:
-            if self.job_tag is not None:
-                # PySpark's StatusTracker has no getJobIdsForTag; Scala's SparkStatusTracker (3.5+) has.
-                return [int(j) for j in self._sc._jsc.sc().statusTracker().getJobIdsForTag(self.job_tag)]
-            if self.job_group is not None:
-                return self._tracker.getJobIdsForGroup(self.job_group)
-            return self._tracker.getActiveJobsIds()
-        except Exception:  # noqa: BLE001 - the tracker is best-effort; a gone context reads as no jobs
-            return []
-
     def poll(self) -> tuple:
         """Refresh and return ``(units done, tasks known)``."""
-        ids = [j for j in self._job_ids() if j not in self._ignore]
-        self._seen.update(ids)
-        done = tasks = 0
-        for job_id in sorted(self._seen):
-            try:
-                info = self._tracker.getJobInfo(job_id)
-            except Exception:  # noqa: BLE001
-                info = None
-            if info is None:
-                continue
-            for stage_id in list(info.stageIds):
-                stage_id = int(stage_id)
-                cached = self._finished_stages.get(stage_id)
-                if cached is None:
-                    try:
-                        stage = self._tracker.getStageInfo(stage_id)
-                    except Exception:  # noqa: BLE001
-                        stage = None
-                    if stage is None:
-                        continue
-                    cached = (stage.numCompletedTasks, stage.numTasks)
-                    if stage.numTasks and stage.numCompletedTasks >= stage.numTasks:
-                        self._finished_stages[stage_id] = cached
-                done += cached[0]
-                tasks += cached[1]
+        done, tasks = self._counter.poll()
         with self._lock:
             self.done, self.tasks = done, tasks
         return done, tasks

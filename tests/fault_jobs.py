@@ -113,7 +113,9 @@ def label_executor_loss(out, spark=None):
 
 
 def label_worker_crash(out, spark=None):
-    marker = os.environ["SPARKDL_LITE_TEST_KILL_WORKER"]
+    from sparkdl_lite import failpoint
+
+    marker = failpoint.value("kill_worker")
     own = spark is None
     spark = spark or _session("local[2,3]")
     clean, n_clean = _collect(_label_job(spark, n_rows=600, partitions=4))
@@ -149,9 +151,13 @@ def train_first_attempt(out, spark=None):
     own = spark is None
     spark = spark or _session("local[2,3]")
     clean, _ = _digits_fit(spark, n_maps=2)
-    os.environ["SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT"] = "0"  # read on the driver by fitMultiple
+    before = os.environ.get("SPARKDL_LITE_FAILPOINTS")
+    os.environ["SPARKDL_LITE_FAILPOINTS"] = "train_first_attempt=0"  # read on the driver by fitMultiple
     faulty, _ = _digits_fit(spark, n_maps=2)
-    os.environ.pop("SPARKDL_LITE_TEST_FAIL_FIRST_ATTEMPT")
+    if before is None:
+        os.environ.pop("SPARKDL_LITE_FAILPOINTS")
+    else:
+        os.environ["SPARKDL_LITE_FAILPOINTS"] = before
     json.dump({"models": len(faulty), "max_diff": _max_diff(clean, faulty)}, open(out, "w"))
     if own:
         spark.stop()

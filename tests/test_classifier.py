@@ -143,7 +143,7 @@ def test_fit_and_fitMultiple_give_the_same_predictions(spark, small_df, digits_d
 
 
 def test_failing_param_map_does_not_lose_the_others(spark, small_df, monkeypatch):
-    monkeypatch.setenv("SPARKDL_LITE_TEST_FAIL_INDEX", "1")
+    monkeypatch.setenv("SPARKDL_LITE_FAILPOINTS", "train=1")
     clf = TFClassifier(hiddenLayers=[16], epochs=1)
     maps = [{clf.learningRate: 1e-3}, {clf.learningRate: 2e-3}, {clf.learningRate: 3e-3}]
     it = clf.fitMultiple(small_df, maps)

@@ -100,7 +100,7 @@ def run_child(tmp_path, master: str, executors: int, func: str) -> dict:
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
                SPARK_LOCAL_IP="127.0.0.1", PYTHONPATH=os.pathsep.join(
                    [str(tmp_path), os.path.dirname(TESTS_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    env.pop("SPARKDL_LITE_TEST_FAIL_INDEX", None)
+    env.pop("SPARKDL_LITE_FAILPOINTS", None)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=540,
                           cwd=str(tmp_path))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

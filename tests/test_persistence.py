@@ -1,6 +1,7 @@
 """save -> load -> transform, alone and inside a saved Pipeline; the stage contract for every public stage."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from conftest import small_cnn
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 
-from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, images_from_numpy
+from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, engine, images_from_numpy
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _arrays(df, col):
     return np.stack([r[col].toArray() if hasattr(r[col], "toArray") else np.asarray(r[col]) for r in df.select(col).collect()])
 
 
-def test_tf_transformer_save_load_transform(tmp_path, table, sum_graph):
+def test_tf_transformer_save_load_transform(spark, tmp_path, table, sum_graph):
     va = VectorAssembler(inputCols=["a", "b", "c"], outputCol="v")
     t = TFTransformer(graph=sum_graph, inputMapping={"v": "v"}, outputMapping={"y": "out"}, batchSize=4)
     before = _arrays(t.transform(va.transform(table)), "out")
@@ -41,8 +42,11 @@ def test_tf_transformer_save_load_transform(tmp_path, table, sum_graph):
     assert loaded.graph == t.graph
     np.testing.assert_array_equal(_arrays(loaded.transform(va.transform(table)), "out"), before)
     meta = json.loads(open(next((tmp_path / "t" / "metadata").glob("part-*"))).read())
-    assert meta["class"] == "sparkdl_lite.transformers.TFTransformer" and meta["formatVersion"] == 1
-    assert os.path.getsize(tmp_path / "t" / "data" / "graph.pb") == len(sum_graph.to_bytes())
+    assert meta["class"] == "sparkdl_lite.transformers.TFTransformer" and meta["formatVersion"] == 2
+    assert meta["files"] == ["graph.pb"]
+    # data files are written by Spark (the server, on Connect): Parquet chunks of the protobuf bytes
+    assert list((tmp_path / "t" / "data" / "graph.pb").glob("part-*.parquet"))
+    assert engine.read_bytes(spark, str(tmp_path / "t" / "data" / "graph.pb")) == sum_graph.to_bytes()
 
 
 def test_saved_pipeline_with_vector_assembler(tmp_path, table, sum_graph):
@@ -83,14 +87,11 @@ def test_load_refuses_what_it_did_not_write(spark, tmp_path, sum_graph):
     with pytest.raises(ValueError, match="contains the pickle file"):
         TFTransformer.load(str(path))
     (path / "data" / "weights.pkl").unlink()
-    (path / "data" / "graph.pb").write_bytes(b"garbage, not protobuf")
-    with pytest.raises(ValueError, match="is not a valid graph.*[Cc]hecksum"):  # Hadoop's .crc catches the edit
-        TFTransformer.load(str(path))
-    (path / "data" / ".graph.pb.crc").unlink()
+    engine.write_bytes(spark, str(path / "data" / "graph.pb"), b"garbage, not protobuf")
     with pytest.raises(ValueError, match="is not a valid graph"):
         TFTransformer.load(str(path))
-    (path / "data" / "graph.pb").unlink()
-    with pytest.raises(FileNotFoundError, match="missing its graph file"):
+    shutil.rmtree(path / "data" / "graph.pb")
+    with pytest.raises(FileNotFoundError, match="missing its data file 'data/graph.pb'"):
         TFTransformer.load(str(path))
     with pytest.raises(FileNotFoundError, match="no metadata directory"):
         TFTransformer.load(str(tmp_path / "nowhere"))

@@ -26,7 +26,7 @@ def local_faults(tmp_path_factory):
     """local[2,3] (3 attempts per task): a training task that dies on its first attempt, then a Python
     worker that exits mid-transform; each run next to a clean run in the same SparkContext."""
     tmp = tmp_path_factory.mktemp("local_faults")
-    return _run("local-faults", tmp, env={"SPARKDL_LITE_TEST_KILL_WORKER": str(tmp / "kill-one-worker")})
+    return _run("local-faults", tmp, env={"SPARKDL_LITE_FAILPOINTS": f"kill_worker={tmp / 'kill-one-worker'}"})
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def test_spark_progress_counts_tagged_tasks(spark):
     tag = "test-progress"
     sc.addJobTag(tag)
     try:
-        with tn.SparkProgress(sc, total=4, unit="models", job_tag=tag, stream=stream, interval=0.1) as progress:
+        with tn.SparkProgress(spark, total=4, unit="models", job_tag=tag, stream=stream, interval=0.1) as progress:
             sc.parallelize(range(4), 4).map(lambda v: time.sleep(0.3) or v).collect()
             progress.set_best(0.9, "acc")
     finally:
@@ -130,5 +130,5 @@ def test_spark_progress_counts_tagged_tasks(spark):
     assert last.endswith("ETA 0s")
     assert "\r" not in stream.getvalue()  # not a terminal: plain lines
     # Labeling has no metric: no "best" part.
-    quiet = tn.SparkProgress(sc, total=2, unit="tasks", stream=io.StringIO(), show_best=False)
+    quiet = tn.SparkProgress(spark, total=2, unit="tasks", stream=io.StringIO(), show_best=False)
     assert quiet.line().startswith("tasks 0/2 | elapsed ") and "best" not in quiet.line()

@@ -1,0 +1,51 @@
+"""Test-only fail points: named places where a test makes the library fail on purpose.
+
+Not public API. A test switches points on through the environment variable
+``SPARKDL_LITE_FAILPOINTS``, a ``;``-separated list of ``name=value`` items, because Spark tasks
+run in other processes:
+
+- ``train=1,3``: the training of param maps 1 and 3 raises inside its Spark task (read on the
+  driver, carried to the task in its configuration);
+- ``train_first_attempt=0``: the first attempt of param map 0's task dies, so Spark retries it;
+- ``kill_worker=/path/marker``: the first Python worker to claim (delete) that marker file exits
+  hard, as a crashing worker would (read on the executor once per partition: set it before the
+  session starts its workers).
+
+No pyspark import; reading the environment is all a point costs when it is off.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Set
+
+__all__ = ["ENV", "value", "indexes", "kill_worker"]
+
+ENV = "SPARKDL_LITE_FAILPOINTS"
+
+
+def value(name: str) -> Optional[str]:
+    """The value of fail point ``name``, or None when it is off."""
+    raw = os.environ.get(ENV)
+    if not raw:
+        return None
+    for item in raw.split(";"):
+        key, _, val = item.partition("=")
+        if key.strip() == name:
+            return val.strip()
+    return None
+
+
+def indexes(name: str) -> Set[int]:
+    """The param-map indexes a point names (``train=1,3`` -> {1, 3})."""
+    raw = value(name) or ""
+    return {int(v) for v in raw.replace(" ", "").split(",") if v.lstrip("-").isdigit()}
+
+
+def kill_worker(marker: Optional[str]) -> None:
+    """Exit this process hard if it is the first to claim ``marker`` (a file path)."""
+    if marker and os.path.exists(marker):
+        try:
+            os.remove(marker)
+        except FileNotFoundError:
+            return
+        os._exit(17)
