@@ -84,34 +84,26 @@ def test_rows_mode_halves_logistic_regression_and_picks_a_sensible_best(digits, 
     assert test_acc > 0.9
 
 
-def test_random_samples_with_numpy_values(spark, digits, accuracy):
-    """A random search's param maps (numpy scalars, as a random sampler draws them) work like a grid."""
+def test_random_samples_with_a_failing_map_and_two_folds(digits, accuracy):
+    """Randomly drawn param maps (numpy scalars, as a random sampler draws them) work like a grid; one that
+    fails at fit ranks last, is not promoted and is not fatal."""
     train, _ = digits
     lr = LogisticRegression()
     rng = np.random.default_rng(3)
-    maps = [{lr.regParam: 10 ** rng.uniform(-3, 1), lr.maxIter: rng.integers(3, 8)} for _ in range(3)]
-    search = HalvingSearch(estimator=lr, estimatorParamMaps=maps, evaluator=accuracy, factor=3, minResource=0.5,
-                           parallelism=2, seed=4)
-    model = search.fit(train)
-    assert [(e["rung"], e["resource"], e["paramMapIndex"]) for e in model.rungs] == [(0, 0.5, 0), (0, 0.5, 1), (0, 0.5, 2)]
-    assert all(e["error"] is None for e in model.rungs)
-    assert model.bestIndex == max(range(3), key=lambda i: (model.metrics[i], -i))
-    assert model.bestModel.getMaxIter() == int(maps[model.bestIndex][lr.maxIter])
-
-
-def test_a_failing_param_map_ranks_last_and_is_not_fatal_with_two_folds(digits, accuracy):
-    train, _ = digits
-    lr = LogisticRegression(maxIter=6)
-    maps = [{lr.maxIter: -1}, {lr.regParam: 0.01}, {lr.regParam: 10.0}]
+    maps = [{lr.regParam: 10 ** rng.uniform(-3, -1), lr.maxIter: -1},
+            {lr.regParam: 10 ** rng.uniform(-3, -1), lr.maxIter: rng.integers(4, 8)},
+            {lr.regParam: 10 ** rng.uniform(0.5, 1.5), lr.maxIter: rng.integers(4, 8)}]
+    assert isinstance(maps[1][lr.maxIter], np.integer)
     search = HalvingSearch(estimator=lr, estimatorParamMaps=maps, evaluator=accuracy, factor=3, minResource=0.5,
                            numFolds=2, parallelism=2, seed=2, collectSubModels=True)
     model = search.fit(train)
+    assert [(e["rung"], e["resource"], e["paramMapIndex"]) for e in model.rungs] == [(0, 0.5, 0), (0, 0.5, 1), (0, 0.5, 2)]
+    failed = model.rungs[0]
+    assert math.isnan(failed["metric"]) and "maxIter" in failed["error"] and math.isnan(model.metrics[0])
+    assert [e["error"] is None for e in model.rungs] == [False, True, True]
+    assert model.bestIndex == 1  # a small regParam beats a large one; the failed map 0 ranks last, not first
+    assert model.bestModel.getMaxIter() == int(maps[1][lr.maxIter])
     assert len(model.subModels) == 2 and [m is None for m in model.subModels[1]] == [True, False, False]
-    failed = by_rung(model, 0)[0]
-    assert failed["paramMapIndex"] == 0 and math.isnan(failed["metric"]) and "maxIter" in failed["error"]
-    assert math.isnan(model.metrics[0])
-    assert [e["error"] is None for e in by_rung(model, 0)] == [False, True, True] and not by_rung(model, 1)
-    assert model.bestIndex == 1  # regParam 0.01 beats 10; the failed map 0 ranks last, never first
     assert "failed: IllegalArgumentException" in rung_table(model.rungs, best_index=model.bestIndex)
 
 
@@ -162,23 +154,20 @@ def test_a_param_map_that_sets_the_resource_is_an_error(digits, accuracy):
 def test_search_and_model_save_load(digits, lr_search, tmp_path):
     _, test = digits
     search, model = lr_search
-    search.save(str(tmp_path / "search"))
+    folds = HalvingSearch(estimator=search.getEstimator(), estimatorParamMaps=search.getEstimatorParamMaps(),
+                          evaluator=search.getEvaluator(), numFolds=3, factor=2, minResource=0.25, parallelism=2, seed=7)
+    folds.save(str(tmp_path / "search"))
     loaded = HalvingSearch.load(str(tmp_path / "search"))
-    assert loaded.uid == search.uid and isinstance(loaded.getEstimator(), LogisticRegression)
+    assert loaded.uid == folds.uid and isinstance(loaded.getEstimator(), LogisticRegression)
     assert loaded.getEstimator().uid == search.getEstimator().uid
     assert loaded.getEvaluator().getMetricName() == "accuracy"
-    for name in ("factor", "minResource", "maxResource", "resource", "parallelism", "seed", "collectSubModels", "trainRatio"):
-        assert loaded.getOrDefault(name) == search.getOrDefault(name), name
+    for name in ("numFolds", "factor", "minResource", "maxResource", "resource", "parallelism", "seed", "collectSubModels"):
+        assert loaded.getOrDefault(name) == folds.getOrDefault(name), name
     assert [{p.name: v for p, v in pm.items()} for pm in loaded.getEstimatorParamMaps()] == \
         [{p.name: v for p, v in pm.items()} for pm in search.getEstimatorParamMaps()]
+    assert not loaded.isSet(loaded.trainRatio)  # it stayed a default, so numFolds alone is not "both set"
+    assert loaded._validate()["folds"] == 3
     assert loaded.copy().uid == loaded.uid
-
-    folds = HalvingSearch(estimator=search.getEstimator(), estimatorParamMaps=search.getEstimatorParamMaps(),
-                          evaluator=search.getEvaluator(), numFolds=3)
-    folds.save(str(tmp_path / "folds"))
-    reloaded = HalvingSearch.load(str(tmp_path / "folds"))
-    assert reloaded.getNumFolds() == 3 and not reloaded.isSet(reloaded.trainRatio)
-    assert reloaded._validate()["folds"] == 3  # trainRatio stayed a default: not "both set"
 
     model.save(str(tmp_path / "model"))
     back = HalvingSearchModel.load(str(tmp_path / "model"))
