@@ -427,18 +427,13 @@ def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
     """URIs of the 0-byte files that ``path`` (a file, directory or glob) names, as Spark lists them.
 
     Directories are listed one level deep (all levels with ``recursive``); names starting with
-    ``.`` or ``_`` are skipped, as Spark's file sources skip them. On Connect the listing is
-    Spark's ``binaryFile`` source, which lists 0-byte files too.
+    ``.`` or ``_`` are skipped, as Spark's file sources skip them. Classic sessions only: listing
+    0-byte files needs the Hadoop file system API through the JVM, and Spark's file sources (the
+    only listing a Connect client has) skip them, so on Connect this returns ``[]`` and 0-byte
+    files are not in ``read_images``' DataFrame (documented difference).
     """
     if is_connect(spark):
-        reader = spark.read.format("binaryFile")
-        if recursive:
-            reader = reader.option("recursiveFileLookup", "true")
-        try:
-            rows = reader.load(path).where("length = 0").select("path").collect()
-        except Exception:  # noqa: BLE001 - nothing there
-            return []
-        return sorted(r.path for r in rows)
+        return []
     sc = spark.sparkContext
     jvm = sc._jvm  # noqa: SLF001
     found: List[str] = []

@@ -94,3 +94,8 @@ def small_cnn(input_shape, seed=0, classes=10):
         keras.layers.Dense(16, activation="relu"),
         keras.layers.Dense(classes, activation="softmax"),
     ])
+
+
+# The Spark Connect half runs in its own pytest process (a Connect server cannot start beside a
+# classic SparkContext): `SPARKDL_LITE_CONNECT_SUITE=1 pytest tests/connect`, as scripts/dev.sh does.
+collect_ignore = [] if os.environ.get("SPARKDL_LITE_CONNECT_SUITE") else ["connect"]
