@@ -30,9 +30,9 @@ fi
 stamp="$VENV/.sparkdl_lite_installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # TensorFlow is an extra (README "Install"): [cpu] picks tensorflow-cpu here, [dev] adds the test tools.
-  echo ">> pip install -e .[cpu,dev] into $VENV"
+  echo ">> pip install -e .[cpu,connect,dev] into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[cpu,dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[cpu,connect,dev]"
   touch "$stamp"
 fi
 
@@ -45,7 +45,11 @@ case "${1:-test}" in
   setup) echo ">> set up: $VENV ready" ;;
   test)
     shift || true
-    "$VENV/bin/python" -m pytest -q "$@" ;;
+    "$VENV/bin/python" -m pytest -q "$@"
+    if [ "$#" -eq 0 ]; then
+      # The Spark Connect half: its own process (a Connect server cannot start beside a classic SparkContext).
+      SPARKDL_LITE_CONNECT_SUITE=1 "$VENV/bin/python" -m pytest -q tests/connect
+    fi ;;
   lint)
     "$VENV/bin/ruff" check sparkdl_lite tests benchmarks ;;
   demo)

@@ -5,7 +5,9 @@ from sparkdl_lite.classifier import TFClassificationModel, TFClassifier  # noqa:
 from sparkdl_lite.graph import TFGraph  # noqa: E402
 from sparkdl_lite.image import images_from_numpy, read_images  # noqa: E402
 from sparkdl_lite.keras_model import expand_layer_params  # noqa: E402
+from sparkdl_lite.search import HalvingSearch, HalvingSearchModel  # noqa: E402
 from sparkdl_lite.transformers import TFImageTransformer, TFTransformer  # noqa: E402
 
 __all__ = ["TFGraph", "TFTransformer", "TFImageTransformer", "TFClassifier", "TFClassificationModel",
-           "images_from_numpy", "read_images", "expand_layer_params", "__version__"]
+           "HalvingSearch", "HalvingSearchModel", "images_from_numpy", "read_images", "expand_layer_params",
+           "__version__"]

@@ -902,6 +902,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             estimators.append(est)
         variants = self._model_variants(estimators, where)
         spark = tasks[0][0].sparkSession
+        engine.check_executors(spark)  # one clear error if the executors lack sparkdl_lite or TensorFlow
         data: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
         data_key: List[int] = []
         classes: Dict[int, int] = {}
@@ -1203,6 +1204,33 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
             out = out.withColumn(self.getPredictionCol(), index.cast(T.DoubleType()))
         return out.drop(_TMP_LOGITS, _TMP_PROBABILITY)
 
+    def registerUDF(self, spark: Any, name: str) -> Any:
+        """Register the model as the SQL function ``name(features)``: its class probabilities, ``array<float>``.
+
+        ``features`` is an image struct (``SELECT classify(image) FROM photos``, raw pixels as the
+        model was trained on) or, for a model trained on vectors or arrays, an ``array<float>``.
+        Works on classic and Spark Connect sessions.
+
+        Examples
+        --------
+        >>> model.registerUDF(spark, "classify")  # doctest: +SKIP
+        >>> spark.sql("SELECT image.origin, array_position(p, array_max(p)) - 1 AS label "
+        ...           "FROM (SELECT image, classify(image) AS p FROM photos)")  # doctest: +SKIP
+
+        .. versionadded:: 0.2.0
+        """
+        from sparkdl_lite.transformers import TFImageTransformer
+
+        graph = self._require_graph()
+        shape = graph.tensor(INPUT_TENSOR).shape
+        if shape is not None and len(shape) == 4:
+            scorer = TFImageTransformer(graph=graph, inputCol="image", outputCol="p", inputTensor=INPUT_TENSOR,
+                                        outputTensor=PROBABILITY_TENSOR, outputMode="array",
+                                        channelOrder="L" if shape[-1] == 1 else "BGR", resize=False, scale=1.0,
+                                        batchSize=self.getBatchSize(), errorMode="null")
+            return scorer.registerUDF(spark, name)
+        return _register_array_udf(spark, name, graph, self.getBatchSize())
+
     # ------------------------------------------------------------------ persistence
     def write(self) -> GraphStageWriter:
         """Params and metadata as JSON, the graph as protobuf (``data/graph.pb``), the Keras model as ``data/model.keras``."""
@@ -1222,6 +1250,21 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
 
     def _load_files(self, files: Dict[str, bytes]) -> None:
         self._keras_archive = files.get(MODEL_FILE)
+
+
+def _register_array_udf(spark: Any, name: str, graph: Any, batch_size: int) -> Any:
+    """SQL function ``name(array<float>)`` -> the graph's probabilities (a model trained on flat features)."""
+    from sparkdl_lite.transformers import _tensor_udf
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"TFClassificationModel.registerUDF: name must be a SQL identifier; got {name!r}.")
+    engine.check_executors(spark)
+    shipped = engine.ship(spark, graph.to_bytes())
+    info = graph.tensor(INPUT_TENSOR)
+    in_specs = [(INPUT_TENSOR, info.dtype, info.shape, "features")]
+    udf = _tensor_udf(shipped, f"{graph.digest}|sql", in_specs, [PROBABILITY_TENSOR], ["float32"], batch_size,
+                      T.ArrayType(T.FloatType()), value_only=True)
+    return spark.udf.register(name, udf.asNondeterministic())
 
 
 def _json_safe(value: Any) -> Any:

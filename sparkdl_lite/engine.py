@@ -457,3 +457,75 @@ def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
     for status in fs.globStatus(hpath) or []:
         visit(fs, status, 0)
     return sorted(found)
+
+
+# ============================================================================ executors' Python
+_PROBE_SOURCE = '''
+def probe(batches):
+    import os
+    import sys
+
+    import pyarrow as pa
+
+    blocked, version = "", None  # test-only fail points: modules missing, another version, on the executor
+    for item in os.environ.get("SPARKDL_LITE_FAILPOINTS", "").split(";"):
+        key, _, value = item.partition("=")
+        if key.strip() == "executor_missing":
+            blocked = value.strip()
+        elif key.strip() == "executor_version":
+            version = value.strip()
+    for name in filter(None, blocked.split(",")):
+        sys.modules[name] = None
+    found = {"python": sys.version.split()[0], "executable": sys.executable, "sparkdl_lite": None,
+             "sparkdl_lite_error": None, "tensorflow": None, "tensorflow_error": None}
+    for name in ("sparkdl_lite", "tensorflow"):
+        try:
+            module = __import__(name)
+            found[name] = str(getattr(module, "__version__", "?"))
+        except Exception as exc:
+            found[name] = None
+            found[name + "_error"] = type(exc).__name__ + ": " + str(exc)
+    if version and found["sparkdl_lite"]:
+        found["sparkdl_lite"] = version
+    for batch in batches:
+        yield pa.RecordBatch.from_pylist([{k: (None if v is None else str(v)) for k, v in found.items()}
+                                          for _ in range(batch.num_rows)])
+'''
+_checked: Dict[Tuple[int, str], bool] = {}
+
+
+def _probe_function() -> Callable[..., Any]:
+    """The probe, defined outside any importable module so it is pickled by value: it runs even
+    where the executors cannot import sparkdl_lite."""
+    namespace: Dict[str, Any] = {"__name__": "sparkdl_lite_executor_probe"}
+    exec(compile(_PROBE_SOURCE, "<sparkdl_lite executor probe>", "exec"), namespace)  # noqa: S102 - our own constant source
+    return namespace["probe"]
+
+
+def check_executors(spark: Any) -> None:
+    """Fail with one clear error when the executors' Python lacks sparkdl_lite or TensorFlow, or has another version.
+
+    Runs one tiny job the first time a session trains or scores (cached per session). Without it a
+    missing package surfaces as a deep unpickling traceback from inside a task.
+    """
+    from sparkdl_lite import __version__
+
+    key = (id(spark), str(getattr(spark, "session_id", "")))
+    if _checked.get(key):
+        return
+    schema = ("python string, executable string, sparkdl_lite string, sparkdl_lite_error string, "
+              "tensorflow string, tensorflow_error string")
+    with job_description(spark, "sparkdl_lite: check the executors' Python packages"):
+        row = spark.range(0, 1, 1, 1).mapInArrow(_probe_function(), schema).collect()[0]
+    where = f"the executors' Python ({row.executable}, Python {row.python})"
+    if row.sparkdl_lite is None:
+        raise RuntimeError(f"sparkdl_lite is not installed in {where}: {row.sparkdl_lite_error}. Install the same "
+                           f"version as the driver on every executor (pip install 'sparkdl_lite[cpu]=={__version__}'), "
+                           f"or point spark.pyspark.python / PYSPARK_PYTHON at a Python that has it.")
+    if row.tensorflow is None:
+        raise RuntimeError(f"TensorFlow is not installed in {where}: {row.tensorflow_error}. Install it on every "
+                           f"executor: pip install 'sparkdl_lite[cpu]' (or [gpu]).")
+    if row.sparkdl_lite != __version__:
+        raise RuntimeError(f"{where} has sparkdl_lite {row.sparkdl_lite} but this driver has {__version__}; install "
+                           f"the same version everywhere (models and task code change between versions).")
+    _checked[key] = True

@@ -9,7 +9,9 @@ run in other processes:
 - ``train_first_attempt=0``: the first attempt of param map 0's task dies, so Spark retries it;
 - ``kill_worker=/path/marker``: the first Python worker to claim (delete) that marker file exits
   hard, as a crashing worker would (read on the executor once per partition: set it before the
-  session starts its workers).
+  session starts its workers);
+- ``executor_missing=tensorflow`` / ``executor_version=0.0.9``: the executor probe
+  (``engine.check_executors``) finds that module missing, or that sparkdl_lite version.
 
 No pyspark import; reading the environment is all a point costs when it is off.
 """

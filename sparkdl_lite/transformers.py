@@ -195,6 +195,7 @@ class TFTransformer(Transformer, _TFTransformerParams, HasGraph, MLReadable, MLW
     def _transform(self, dataset: DataFrame) -> DataFrame:
         inputs, outputs = self._validate(dataset.schema)
         graph = self._require_graph()
+        engine.check_executors(dataset.sparkSession)  # once per session: a clear error for missing packages
         shipped = engine.ship(dataset.sparkSession, graph.to_bytes())
         in_specs = [(full, info.dtype, info.shape, col) for col, full, info in inputs]
         out_names = [full for full, _, _ in outputs]
@@ -246,7 +247,7 @@ def _row_shape(shape: Optional[Sequence[Optional[int]]], length: int, tensor: st
     return tuple(dims)
 
 
-def _tensor_udf(shipped, key, in_specs, out_names, out_dtypes, batch_size, return_type):
+def _tensor_udf(shipped, key, in_specs, out_names, out_dtypes, batch_size, return_type, value_only=False):
     from pyspark.sql.functions import arrow_udf
 
     arrow_out = [pa.from_numpy_dtype(_NUMPY_OUT.get(d, np.float32)) for d in out_dtypes]
@@ -300,7 +301,7 @@ def _tensor_udf(shipped, key, in_specs, out_names, out_dtypes, batch_size, retur
                 vals = np.concatenate(parts[i]) if parts[i] else np.zeros((0, 0), np.float32)
                 cols.append(_list_array(vals.astype(_NUMPY_OUT.get(out_dtypes[i], np.float32), copy=False),
                                         vals.shape[1] if vals.ndim == 2 else 0, None, arrow_out[i], n))
-            yield pa.StructArray.from_arrays(cols, names=[f"o{i}" for i in range(len(out_names))])
+            yield cols[0] if value_only else pa.StructArray.from_arrays(cols, names=[f"o{i}" for i in range(len(out_names))])
 
     return predict
 
@@ -523,6 +524,7 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
     def _transform(self, dataset: DataFrame) -> DataFrame:
         spec = self._validate(dataset.schema)
         graph = self._require_graph()
+        engine.check_executors(dataset.sparkSession)  # once per session: a clear error for missing packages
         shipped = engine.ship(dataset.sparkSession, graph.to_bytes())
         mode = self.getOutputMode()
         value_type = img.image_schema() if mode == "image" else T.ArrayType(T.FloatType())
@@ -538,6 +540,39 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         if self.getErrorMode() == "null":
             out = out.withColumn(spec["err_col"], F.col(f"{_TMP}.error"))
         return out.drop(_TMP)
+
+    def registerUDF(self, spark: Any, name: str) -> Any:
+        """Register this stage as the SQL function ``name(image)`` on ``spark`` (classic or Connect).
+
+        ``SELECT name(image) FROM photos`` then gives the output tensor as ``array<float>`` (or an
+        image struct with ``outputMode="image"``); a row that cannot be scored gives null, or fails
+        the query with ``errorMode="fail"``. The graph is shipped once, as for :meth:`transform`.
+
+        Returns
+        -------
+        The registered UDF (usable from the DataFrame API too).
+
+        Examples
+        --------
+        >>> scorer.registerUDF(spark, "classify")  # doctest: +SKIP
+        >>> spark.sql("SELECT image.origin, classify(image) AS scores FROM photos")  # doctest: +SKIP
+
+        .. versionadded:: 0.2.0
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"TFImageTransformer.registerUDF: name must be a SQL identifier such as 'classify'; got {name!r}.")
+        column = self.getInputCol() or "image"
+        spec = self._validate(T.StructType([T.StructField(column, img.image_schema(), True)]))
+        graph = self._require_graph()
+        engine.check_executors(spark)
+        shipped = engine.ship(spark, graph.to_bytes())
+        mode = self.getOutputMode()
+        value_type = img.image_schema() if mode == "image" else T.ArrayType(T.FloatType())
+        options = {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
+                   "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
+                   "mode": "array" if mode == "vector" else mode, "value_only": True}
+        udf = _image_udf(shipped, graph.digest, spec, options, value_type).asNondeterministic()
+        return spark.udf.register(name, udf)
 
     def write(self) -> GraphStageWriter:
         return GraphStageWriter(self)
@@ -617,7 +652,7 @@ def _image_udf(shipped, digest: str, spec: Dict[str, Any], options: Dict[str, An
                     for rows, res in results:
                         vals[rows] = res.reshape(len(rows), -1)
                 value = _list_array(vals, width, mask, pa.float32(), n)
-            yield pa.StructArray.from_arrays([value, err], names=["value", "error"])
+            yield value if options.get("value_only") else pa.StructArray.from_arrays([value, err], names=["value", "error"])
 
     return predict
 

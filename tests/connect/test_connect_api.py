@@ -162,3 +162,10 @@ spark.stop()
     np.testing.assert_allclose(json.load(open(tmp_path / "p.json")), probs(model.transform(test)), atol=1e-6)
     classic = TFClassificationModel.load(str(tmp_path / "from_classic"))
     assert probs(classic.transform(test)).shape == (60, 10)
+
+
+def test_sql_functions_on_connect(spark, photo_patches):
+    from test_sql import check_classifier_sql, check_image_sql
+
+    check_image_sql(spark, photo_patches)
+    check_classifier_sql(spark)

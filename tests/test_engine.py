@@ -1,0 +1,77 @@
+"""The engine on a classic session: shipping, files through Spark, and the executors' packages check."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sparkdl_lite import engine
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_ship_and_read_back(spark):
+    data = np.random.default_rng(0).bytes(3000)
+    shipped = engine.ship(spark, data)
+    assert shipped.read() == data and len(shipped.key) == 64
+    import pyarrow as pa
+
+    def f(batches):
+        for b in batches:
+            yield pa.RecordBatch.from_pylist([{"n": len(shipped.read())}] * b.num_rows)
+
+    assert [r.n for r in spark.range(2).mapInArrow(f, "n long").collect()] == [3000, 3000]
+    engine.release(shipped)
+
+
+def test_bytes_through_spark_files(spark, tmp_path):
+    big = np.random.default_rng(1).bytes(engine._CHUNK * 2 + 17)  # three chunks, out of order on disk is fine
+    engine.write_bytes(spark, str(tmp_path / "blob"), big)
+    assert engine.read_bytes(spark, str(tmp_path / "blob")) == big
+    engine.write_bytes(spark, str(tmp_path / "blob"), b"")  # overwrite, and an empty file
+    assert engine.read_bytes(spark, str(tmp_path / "blob")) == b""
+    (tmp_path / "plain.pb").write_bytes(b"\x00\x01\x02")
+    assert engine.read_bytes(spark, str(tmp_path / "plain.pb"), blob=False) == b"\x00\x01\x02"
+    with pytest.raises(ValueError, match="cannot read"):
+        engine.read_bytes(spark, str(tmp_path / "nothing"))
+    assert engine.exists(spark, str(tmp_path / "blob")) and not engine.exists(spark, str(tmp_path / "nothing"))
+
+
+def test_session_facts(spark):
+    assert not engine.is_connect(spark) and engine.master(spark) == "local[2]" and engine.is_local_mode(spark)
+    assert engine.default_parallelism(spark) == 2 and engine.cluster_shape(spark) == (1, 2)
+    assert engine.conf(spark, "spark.sql.shuffle.partitions") == "4"
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import spark_builder
+import numpy as np
+import tensorflow as tf
+from sparkdl_lite import TFGraph, TFTransformer
+spark = spark_builder("local[1]").getOrCreate()
+g = TFGraph.from_function(lambda v: {{"y": v * 2.0}}, [tf.TensorSpec([None, 2], tf.float32, name="v")])
+df = spark.createDataFrame([([1.0, 2.0],)], "v array<float>")
+try:
+    TFTransformer(graph=g, inputMapping={{"v": "v"}}, outputMapping={{"y": "y"}}).transform(df).collect()
+    print("NO ERROR")
+except RuntimeError as exc:
+    print("ERROR", exc)
+spark.stop()
+"""
+
+
+@pytest.mark.parametrize("point, message", [
+    ("executor_missing=tensorflow", "TensorFlow is not installed in the executors' Python"),
+    ("executor_missing=sparkdl_lite", "sparkdl_lite is not installed in the executors' Python"),
+    ("executor_version=0.0.9", "has sparkdl_lite 0.0.9 but this driver has"),
+])
+def test_executors_without_our_packages_give_one_clear_error(tmp_path, point, message):
+    env = dict(os.environ, SPARKDL_LITE_FAILPOINTS=point, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
+    proc = subprocess.run([sys.executable, "-c", _CHILD.format(tests=HERE)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith(("ERROR", "NO ERROR"))), proc.stderr[-2000:])
+    assert line.startswith("ERROR") and message in line, line
+    assert "Traceback" not in line
