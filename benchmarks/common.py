@@ -70,7 +70,7 @@ def task_slots(spark: Any) -> int:
 # ----------------------------------------------------------------------------------------- data
 def fashion_test_images(n: int) -> np.ndarray:
     """``n`` Fashion-MNIST test images (uint8, N x 28 x 28), the 10 000 repeated when n is larger."""
-    from sparkdl_lite.datasets import read_idx
+    from sparkdl_lite.core.datasets import read_idx
 
     x = read_idx(os.path.join(FASHION_DIR, "t10k-images-idx3-ubyte.gz"))
     reps = -(-n // len(x))
@@ -123,7 +123,7 @@ def write_image_parquet(path: str, images_bgr: np.ndarray, *, files: int, column
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sparkdl_lite.image import MODE_BY_CHANNELS
+    from sparkdl_lite.core.image import MODE_BY_CHANNELS
 
     os.makedirs(path, exist_ok=True)
     arr = images_bgr if images_bgr.ndim == 4 else images_bgr[..., None]

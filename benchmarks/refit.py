@@ -33,7 +33,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = ap.parse_args(argv)
 
     from sparkdl_lite import classifier, images_from_numpy
-    from sparkdl_lite.datasets import load_fashion_mnist, sample
+    from sparkdl_lite.core.datasets import load_fashion_mnist, sample
 
     info = common.machine()
     spark = common.spark_session(args.master, {"spark.executor.memory": "1536m", "spark.task.cpus": "1",

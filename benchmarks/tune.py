@@ -65,7 +65,7 @@ def make_classifier(args: argparse.Namespace):
 
 
 def load_data(args: argparse.Namespace):
-    from sparkdl_lite.datasets import load_fashion_mnist, sample
+    from sparkdl_lite.core.datasets import load_fashion_mnist, sample
 
     ds = sample(load_fashion_mnist(), args.sample, 10, seed=0)
     return ds.x_train, ds.y_train
@@ -85,7 +85,7 @@ def child_sequential(args: argparse.Namespace) -> Dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1 if args.threads == 1 else 2)
-    from sparkdl_lite import training
+    from sparkdl_lite.core import training
 
     x, y = load_data(args)
     x = x[..., None]  # N x 28 x 28 x 1 uint8, as fitMultiple collects image structs
@@ -107,7 +107,7 @@ def child_plain_shard(args: argparse.Namespace) -> Dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from sparkdl_lite import training
+    from sparkdl_lite.core import training
 
     x, y = load_data(args)
     x = x[..., None]

@@ -2,9 +2,9 @@
 __version__ = "0.1.0"
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier  # noqa: E402
-from sparkdl_lite.graph import TFGraph  # noqa: E402
-from sparkdl_lite.image import images_from_numpy, read_images  # noqa: E402
-from sparkdl_lite.keras_model import expand_layer_params  # noqa: E402
+from sparkdl_lite.core.graph import TFGraph  # noqa: E402
+from sparkdl_lite.core.keras_model import expand_layer_params  # noqa: E402
+from sparkdl_lite.images import images_from_numpy, read_images  # noqa: E402
 from sparkdl_lite.search import HalvingSearch, HalvingSearchModel  # noqa: E402
 from sparkdl_lite.transformers import TFImageTransformer, TFTransformer  # noqa: E402
 

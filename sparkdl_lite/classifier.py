@@ -2,7 +2,7 @@
 
 Tuning runs on the executors: :meth:`TFClassifier.fitMultiple` collects the features and labels
 once (Arrow), broadcasts them once, and trains one param map per Spark task with
-:func:`sparkdl_lite.training.train`; each task sends back the frozen graph bytes and history.
+:func:`sparkdl_lite.core.training.train`; each task sends back the frozen graph bytes and history.
 ``fit`` is ``fitMultiple`` with one param map, so both give the same model. The model scores
 through :class:`~sparkdl_lite.TFTransformer` / :class:`~sparkdl_lite.TFImageTransformer` (the same
 per-worker runtime as deployment) and derives ``prediction`` on the JVM.
@@ -30,7 +30,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import engine, failpoint
+from sparkdl_lite import engine
+from sparkdl_lite.core import failpoint
 from sparkdl_lite.params import (
     HasBatchSize,
     HasGraph,
@@ -65,13 +66,13 @@ _LABEL_TYPES = _NUMERIC + (T.DecimalType,)
 
 def _feature_kind(dt: T.DataType) -> Optional[str]:
     """'vector', 'array', 'image' or None for a column type the stages cannot take."""
-    from sparkdl_lite.transformers import _is_image_struct
+    from sparkdl_lite.images import is_image_struct
 
     if isinstance(dt, VectorUDT):
         return "vector"
     if isinstance(dt, T.ArrayType) and isinstance(dt.elementType, _NUMERIC):
         return "array"
-    if _is_image_struct(dt):
+    if is_image_struct(dt):
         return "image"
     return None
 
@@ -229,7 +230,7 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         return kind
 
     def _train_kwargs(self) -> Dict[str, Any]:
-        """This param map as keyword arguments of :func:`sparkdl_lite.training.train`."""
+        """This param map as keyword arguments of :func:`sparkdl_lite.core.training.train`."""
         shape = self.getInputShape()
         return {"architecture": self.getArchitecture(), "hidden_layers": list(self.getHiddenLayers()),
                 "conv_filters": list(self.getConvFilters()), "dropout": float(self.getDropout()),
@@ -379,56 +380,24 @@ def _lone_task_profile(spark: Any, n_tasks: int) -> Optional[Any]:
 
 
 # ============================================================================ executor side
-def _executor_id(local_mode: bool) -> str:
-    """Spark's id of the executor running this Python worker ('driver' in local mode)."""
-    import re
-    import socket
-
-    if local_mode:
-        return "driver"
-    env = os.environ
-    if env.get("SPARK_EXECUTOR_ID"):  # Kubernetes
-        return env["SPARK_EXECUTOR_ID"]
-    for key in ("SPARK_LOG_URL_STDERR", "SPARK_LOG_URL_STDOUT"):  # standalone, local-cluster
-        m = re.search(r"[?&]executorId=([^&]+)", env.get(key, ""))
-        if m:
-            return m.group(1)
-    if env.get("CONTAINER_ID"):  # YARN
-        return env["CONTAINER_ID"]
-    return f"{socket.gethostname()}:{os.getppid()}"  # the worker daemon: one per executor
-
-
-def _process_age(now: float) -> Optional[float]:
-    """Seconds this process had lived at ``time.perf_counter()`` value ``now`` (Linux ``/proc``; else None)."""
-    try:
-        with open("/proc/self/stat") as f:
-            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return max(0.0, uptime - started - (time.perf_counter() - now))
-
-
 def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], local_mode: bool) -> Tuple[Any, ...]:
     """Train task ``index`` inside a Spark task; errors come back as text, never raised."""
     import socket
 
     from pyspark import TaskContext
 
-    from sparkdl_lite import runtime, training
-    from sparkdl_lite.transformers import _task_threads
+    from sparkdl_lite.core import runtime, training
 
     start = time.perf_counter()
     ctx = TaskContext.get()
-    threads = _task_threads()
-    info = {"executorId": _executor_id(local_mode), "host": socket.gethostname(), "pid": os.getpid(),
+    threads = engine.task_cpus()
+    info = {"executorId": engine.executor_id(local_mode), "host": socket.gethostname(), "pid": os.getpid(),
             "taskCpus": threads, "partitionId": ctx.partitionId() if ctx else None,
             "attempt": ctx.attemptNumber() if ctx else None}
     cfg = configs[index]
     if cfg.get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:  # test-only fail point
         raise RuntimeError(f"injected failure of the first attempt of param map {index}")  # escapes: Spark retries
-    startup = {"workerAge": _process_age(start)}  # None where /proc is missing; ~0 in a fresh worker
+    startup = {"workerAge": engine.process_age(start)}  # None where /proc is missing; ~0 in a fresh worker
     try:
         t0 = time.perf_counter()
         runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
@@ -685,7 +654,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         if model is None:
             self._keras_archive = self._keras_obj = self._model_info = self._model_config = None
             return self
-        from sparkdl_lite import keras_model
+        from sparkdl_lite.core import keras_model
 
         if isinstance(model, (bytes, bytearray)):
             archive = bytes(model)
@@ -704,7 +673,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         if self._keras_archive is None:
             return None
         if self._keras_obj is None:
-            from sparkdl_lite import keras_model
+            from sparkdl_lite.core import keras_model
 
             self._keras_obj = keras_model.from_archive(self._keras_archive)
         return self._keras_obj
@@ -729,7 +698,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
     def _load_files(self, files: Dict[str, bytes]) -> None:
         if MODEL_FILE in files:
-            from sparkdl_lite import keras_model
+            from sparkdl_lite.core import keras_model
 
             model = keras_model.from_archive(files[MODEL_FILE])
             self._keras_archive = files[MODEL_FILE]
@@ -798,7 +767,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 raise ValueError(f"TFClassifier: param {both[0]!r} sizes the built-in architectures, but a model of your "
                                  f"own is set (setModel); tune the model through layerParams instead "
                                  f"(e.g. {{'<layer>.units': 64}}).")
-            from sparkdl_lite import keras_model
+            from sparkdl_lite.core import keras_model
 
             keras_model.apply_layer_params(self._model_config, self.getLayerParams())
         elif self.getLayerParams():
@@ -915,7 +884,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 data[key] = (x, y)
                 classes[key] = _num_classes(dataset, label, y)
             data_key.append(key)
-        from sparkdl_lite.keras_model import ModelInfo
+        from sparkdl_lite.core.keras_model import ModelInfo
 
         archives: Dict[str, bytes] = {}
         configs = []
@@ -937,7 +906,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                     key = _digest(est._keras_archive)
                     archives[key] = est._keras_archive
                     info: ModelInfo = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
-                    from sparkdl_lite import training
+                    from sparkdl_lite.core import training
 
                     training.check_input_shape(x.shape[1:], info.input_shape, est.getFeaturesCol())
                     training.resolve_head(info, cfg["num_classes"])
@@ -985,7 +954,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             if error is not None:
                 raise RuntimeError(f"TFClassifier: training failed for param map {index} {_describe(maps[index])} "
                                    f"on executor {info.get('executorId')!r}: {error}")
-            from sparkdl_lite.graph import TFGraph
+            from sparkdl_lite.core.graph import TFGraph
 
             model = TFClassificationModel()
             model._resetUid(uid)  # as Spark's own models: CrossValidator applies estimator param maps to it
@@ -1004,7 +973,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         """The ModelInfo of each distinct layerParams, from the variant built on the driver (before any job)."""
         if self._keras_archive is None:
             return {}
-        from sparkdl_lite import keras_model
+        from sparkdl_lite.core import keras_model
 
         out: Dict[str, Any] = {}
         given = None
@@ -1126,7 +1095,7 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
         """The trained Keras model (loaded in safe mode from its ``.keras`` archive); None for a 0.1.0 model."""
         if self._keras_archive is None:
             return None
-        from sparkdl_lite import keras_model
+        from sparkdl_lite.core import keras_model
 
         return keras_model.from_archive(self._keras_archive)
 
@@ -1229,7 +1198,11 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
                                         channelOrder="L" if shape[-1] == 1 else "BGR", resize=False, scale=1.0,
                                         batchSize=self.getBatchSize(), errorMode="null")
             return scorer.registerUDF(spark, name)
-        return _register_array_udf(spark, name, graph, self.getBatchSize())
+        from sparkdl_lite.transformers import TFTransformer
+
+        scorer = TFTransformer(graph=graph, inputMapping={"features": INPUT_TENSOR},
+                               outputMapping={PROBABILITY_TENSOR: "p"}, batchSize=self.getBatchSize())
+        return scorer.registerUDF(spark, name)
 
     # ------------------------------------------------------------------ persistence
     def write(self) -> GraphStageWriter:
@@ -1250,21 +1223,6 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
 
     def _load_files(self, files: Dict[str, bytes]) -> None:
         self._keras_archive = files.get(MODEL_FILE)
-
-
-def _register_array_udf(spark: Any, name: str, graph: Any, batch_size: int) -> Any:
-    """SQL function ``name(array<float>)`` -> the graph's probabilities (a model trained on flat features)."""
-    from sparkdl_lite.transformers import _tensor_udf
-
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"TFClassificationModel.registerUDF: name must be a SQL identifier; got {name!r}.")
-    engine.check_executors(spark)
-    shipped = engine.ship(spark, graph.to_bytes())
-    info = graph.tensor(INPUT_TENSOR)
-    in_specs = [(INPUT_TENSOR, info.dtype, info.shape, "features")]
-    udf = _tensor_udf(shipped, f"{graph.digest}|sql", in_specs, [PROBABILITY_TENSOR], ["float32"], batch_size,
-                      T.ArrayType(T.FloatType()), value_only=True)
-    return spark.udf.register(name, udf.asNondeterministic())
 
 
 def _json_safe(value: Any) -> Any:

@@ -25,12 +25,13 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["is_connect", "active_session", "master", "is_local_mode", "default_parallelism", "cluster_shape",
            "executor_cores", "conf", "Shipped", "ship", "release", "job_tag", "job_description", "set_log_level",
            "TaskCounter", "write_bytes", "read_bytes", "exists", "list_files", "handle_overwrite", "num_partitions",
-           "empty_files", "session_for"]
+           "empty_files", "session_for", "task_cpus", "executor_id", "process_age", "check_executors"]
 
 _CHUNK = 8 * 1024 * 1024  # bytes per Parquet row when writing a data file: well under gRPC's message limit
 
@@ -457,6 +458,52 @@ def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
     for status in fs.globStatus(hpath) or []:
         visit(fs, status, 0)
     return sorted(found)
+
+
+# ============================================================================ inside a task
+def task_cpus() -> Optional[int]:
+    """The CPUs Spark gave the running task (``spark.task.cpus``, or a resource profile's); None off a task."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None:
+        return None
+    try:
+        return int(ctx.cpus())
+    except Exception:  # noqa: BLE001 - older contexts have no cpus()
+        return None
+
+
+def executor_id(local_mode: bool) -> str:
+    """Spark's id of the executor running this Python worker ('driver' in local mode)."""
+    import re
+    import socket
+
+    if local_mode:
+        return "driver"
+    env = os.environ
+    if env.get("SPARK_EXECUTOR_ID"):  # Kubernetes
+        return env["SPARK_EXECUTOR_ID"]
+    for key in ("SPARK_LOG_URL_STDERR", "SPARK_LOG_URL_STDOUT"):  # standalone, local-cluster
+        m = re.search(r"[?&]executorId=([^&]+)", env.get(key, ""))
+        if m:
+            return m.group(1)
+    if env.get("CONTAINER_ID"):  # YARN
+        return env["CONTAINER_ID"]
+    return f"{socket.gethostname()}:{os.getppid()}"  # the worker daemon: one per executor
+
+
+def process_age(now: float) -> Optional[float]:
+    """Seconds this process had lived at ``time.perf_counter()`` value ``now`` (Linux ``/proc``; else None)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started - (time.perf_counter() - now))
+
 
 
 # ============================================================================ executors' Python

@@ -118,7 +118,7 @@ class HasGraph:
         return self._graph
 
     def setGraph(self, graph: Any) -> Any:
-        from sparkdl_lite.graph import TFGraph
+        from sparkdl_lite.core.graph import TFGraph
 
         if graph is not None and not isinstance(graph, TFGraph):
             if isinstance(graph, (bytes, bytearray)):

@@ -160,7 +160,7 @@ class GraphStageReader(MLReader):
         self.cls = cls
 
     def load(self, path: str) -> Any:
-        from sparkdl_lite.graph import TFGraph
+        from sparkdl_lite.core.graph import TFGraph
 
         spark = _session(self)
         name = self.cls.__name__

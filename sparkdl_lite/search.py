@@ -50,7 +50,7 @@ from pyspark.sql import types as T
 from sparkdl_lite import __version__
 from sparkdl_lite.classifier import TFClassifier
 from sparkdl_lite.params import check
-from sparkdl_lite.tuning import training_info
+from sparkdl_lite.report import training_info
 
 __all__ = ["HalvingSearch", "HalvingSearchModel", "RESOURCES"]
 

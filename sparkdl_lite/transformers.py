@@ -23,8 +23,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import engine, failpoint, runtime
-from sparkdl_lite import image as img
+from sparkdl_lite import engine
+from sparkdl_lite.core import failpoint, runtime
+from sparkdl_lite.core import image as img
+from sparkdl_lite.images import image_schema, is_image_struct
 from sparkdl_lite.params import HasBatchSize, HasGraph, HasOutputMode, check, to_str_dict
 from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter
 
@@ -38,19 +40,6 @@ _NUMPY_OUT = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "
               "uint8": np.int32, "int8": np.int32, "int16": np.int32, "bool": np.bool_, "float16": np.float32}
 
 
-def _task_threads() -> Optional[int]:
-    """The CPUs Spark gave this task (``spark.task.cpus``): TF gets that many threads."""
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    if ctx is None:
-        return None
-    try:
-        return int(ctx.cpus())
-    except Exception:  # noqa: BLE001 - older contexts have no cpus()
-        return None
-
-
 def _list_array(values: np.ndarray, width: int, mask: Optional[np.ndarray], value_type: Any, n: Optional[int] = None):
     """Rows of ``width`` values each as an Arrow list array (zero-copy of ``values``); ``mask`` marks null rows."""
 
@@ -59,13 +48,6 @@ def _list_array(values: np.ndarray, width: int, mask: Optional[np.ndarray], valu
     offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32) if width else np.zeros(n + 1, np.int32))
     flat = pa.array(values.reshape(-1), type=value_type)
     return pa.ListArray.from_arrays(offsets, flat, mask=None if mask is None else pa.array(mask))
-
-
-def _is_image_struct(dt: T.DataType) -> bool:
-    if not isinstance(dt, T.StructType):
-        return False
-    names = set(dt.fieldNames())
-    return {"height", "width", "nChannels", "mode", "data"} <= names
 
 
 # ============================================================================ TFTransformer
@@ -216,6 +198,36 @@ class TFTransformer(Transformer, _TFTransformerParams, HasGraph, MLReadable, MLW
             out = out.withColumn(col, array_to_vector(field) if self.getOutputMode() == "vector" else field)
         return out.drop(_TMP)
 
+    def registerUDF(self, spark: Any, name: str) -> Any:
+        """Register this stage as the SQL function ``name(array)`` on ``spark`` (classic or Connect).
+
+        Needs exactly one input and one output tensor; the argument is an ``array`` of numbers
+        (in SQL there are no Spark ML vectors) and the result the output as an ``array``.
+
+        Examples
+        --------
+        >>> TFTransformer(graph=g, inputMapping={"x": "x:0"}, outputMapping={"y:0": "y"}).registerUDF(spark, "f")  # doctest: +SKIP
+        >>> spark.sql("SELECT f(x) FROM t")  # doctest: +SKIP
+
+        .. versionadded:: 0.2.0
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"TFTransformer.registerUDF: name must be a SQL identifier such as 'score'; got {name!r}.")
+        if len(self.getInputMapping()) != 1 or len(self.getOutputMapping()) != 1:
+            raise ValueError(f"TFTransformer.registerUDF: a SQL function takes one input tensor and gives one output; "
+                             f"inputMapping has {len(self.getInputMapping())} and outputMapping {len(self.getOutputMapping())}.")
+        col = next(iter(self.getInputMapping()))
+        inputs, outputs = self._validate(T.StructType([T.StructField(col, T.ArrayType(T.FloatType()), True)]))
+        graph = self._require_graph()
+        engine.check_executors(spark)
+        shipped = engine.ship(spark, graph.to_bytes())
+        in_specs = [(full, info.dtype, info.shape, c) for c, full, info in inputs]
+        (out_name, _, out_info), = outputs
+        key = graph.digest + "|sql|" + in_specs[0][0] + "|" + out_name
+        udf = _tensor_udf(shipped, key, in_specs, [out_name], [out_info.dtype], self.getBatchSize(),
+                          T.ArrayType(_SPARK_TYPES.get(out_info.dtype, T.FloatType())), value_only=True)
+        return spark.udf.register(name, udf.asNondeterministic())
+
     # ------------------------------------------------------------------ persistence
     def write(self) -> GraphStageWriter:
         return GraphStageWriter(self)
@@ -280,7 +292,7 @@ def _tensor_udf(shipped, key, in_specs, out_names, out_dtypes, batch_size, retur
 
     @arrow_udf(return_type)
     def predict(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
-        runtime.configure_threads(_task_threads())
+        runtime.configure_threads(engine.task_cpus())
         run = runtime.get_or_load(key, loader)
         kill = failpoint.value("kill_worker")  # test-only; once per partition
         for n, feeds in runtime.prefetch((b if isinstance(b, tuple) else (b,) for b in batches), to_numpy):
@@ -477,7 +489,7 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         col = self.getInputCol()
         if col not in schema.names:
             raise ValueError(f"{name}: inputCol {col!r} is not in the DataFrame. Available columns: {schema.names}.")
-        if not _is_image_struct(schema[col].dataType):
+        if not is_image_struct(schema[col].dataType):
             raise TypeError(f"{name}: inputCol {col!r} must be an image struct (origin, height, width, nChannels, mode, "
                             f"data) as spark.read.format('image') yields; got {schema[col].dataType.simpleString()}.")
         out_col = self.getOutputCol()
@@ -527,7 +539,7 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         engine.check_executors(dataset.sparkSession)  # once per session: a clear error for missing packages
         shipped = engine.ship(dataset.sparkSession, graph.to_bytes())
         mode = self.getOutputMode()
-        value_type = img.image_schema() if mode == "image" else T.ArrayType(T.FloatType())
+        value_type = image_schema() if mode == "image" else T.ArrayType(T.FloatType())
         return_type = T.StructType([T.StructField("value", value_type, True), T.StructField("error", T.StringType(), True)])
         options = {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
                    "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
@@ -562,12 +574,12 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"TFImageTransformer.registerUDF: name must be a SQL identifier such as 'classify'; got {name!r}.")
         column = self.getInputCol() or "image"
-        spec = self._validate(T.StructType([T.StructField(column, img.image_schema(), True)]))
+        spec = self._validate(T.StructType([T.StructField(column, image_schema(), True)]))
         graph = self._require_graph()
         engine.check_executors(spark)
         shipped = engine.ship(spark, graph.to_bytes())
         mode = self.getOutputMode()
-        value_type = img.image_schema() if mode == "image" else T.ArrayType(T.FloatType())
+        value_type = image_schema() if mode == "image" else T.ArrayType(T.FloatType())
         options = {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
                    "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
                    "mode": "array" if mode == "vector" else mode, "value_only": True}
@@ -624,7 +636,7 @@ def _image_udf(shipped, digest: str, spec: Dict[str, Any], options: Dict[str, An
 
     @arrow_udf(return_type)
     def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        runtime.configure_threads(_task_threads())
+        runtime.configure_threads(engine.task_cpus())
         kill = failpoint.value("kill_worker")  # test-only; once per partition
         for n, batch, errors, results in runtime.prefetch(batches, compute):
             failpoint.kill_worker(kill)

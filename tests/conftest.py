@@ -58,7 +58,7 @@ FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 @pytest.fixture(scope="session")
 def fashion_images():
     """300 real Fashion-MNIST test images (uint8, 300 x 28 x 28) and their labels."""
-    from sparkdl_lite.datasets import read_idx
+    from sparkdl_lite.core.datasets import read_idx
 
     if not os.path.isdir(FASHION_DIR):
         pytest.skip("Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)")

@@ -74,7 +74,7 @@ def _start_killer(sc, stage_ready, delay=0.0, timeout=300):
 
 def _label_job(spark, n_rows=5000, partitions=8):
     from sparkdl_lite import TFGraph, TFImageTransformer, images_from_numpy
-    from sparkdl_lite.datasets import read_idx
+    from sparkdl_lite.core.datasets import read_idx
 
     x = read_idx(os.path.join(conftest.FASHION_DIR, "t10k-images-idx3-ubyte.gz"))[:n_rows]
     model = conftest.small_cnn((28, 28, 1), seed=0)
@@ -113,7 +113,7 @@ def label_executor_loss(out, spark=None):
 
 
 def label_worker_crash(out, spark=None):
-    from sparkdl_lite import failpoint
+    from sparkdl_lite.core import failpoint
 
     marker = failpoint.value("kill_worker")
     own = spark is None
@@ -132,7 +132,7 @@ def _digits_fit(spark, n_maps=4):
     from pyspark.ml.linalg import Vectors
 
     from sparkdl_lite.classifier import TFClassifier
-    from sparkdl_lite.datasets import load_digits_split
+    from sparkdl_lite.core.datasets import load_digits_split
 
     x_train, x_test, y_train, y_test = load_digits_split(seed=0)
     train = spark.createDataFrame([(Vectors.dense(v), float(t)) for v, t in zip(x_train, y_train)], ["features", "label"])

@@ -5,7 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, images_from_numpy, read_images
-from sparkdl_lite.image import empty_files
+from sparkdl_lite.images import empty_files
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator, MulticlassClass
 from pyspark.ml.functions import array_to_vector
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
-from sparkdl_lite.datasets import load_digits_split
-from sparkdl_lite.image import images_from_numpy
+from sparkdl_lite.core.datasets import load_digits_split
+from sparkdl_lite.images import images_from_numpy
 
 
 def vector_df(spark, x, y):

@@ -20,7 +20,7 @@ SETUP = textwrap.dedent("""
     from pyspark.ml.functions import array_to_vector
 
     from sparkdl_lite.classifier import TFClassifier
-    from sparkdl_lite.datasets import load_digits_split
+    from sparkdl_lite.core.datasets import load_digits_split
 
 
     def frames(spark):

@@ -1,4 +1,4 @@
-"""Tests for sparkdl_lite.datasets: the IDX reader/writer, the MNIST-style loaders, digits and sample()."""
+"""Tests for sparkdl_lite.core.datasets: the IDX reader/writer, the MNIST-style loaders, digits and sample()."""
 import gzip
 import os
 import shutil
@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from sparkdl_lite import datasets
-from sparkdl_lite.datasets import (
+from sparkdl_lite.core import datasets
+from sparkdl_lite.core.datasets import (
     Dataset,
     load_dataset,
     load_digits_split,

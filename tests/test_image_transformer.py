@@ -180,7 +180,7 @@ def _with_bad_rows(spark, good_df):
     """The good rows plus a null image and an invalid one (height -1, no data, as the source gives)."""
     from pyspark.sql.types import StructField, StructType
 
-    from sparkdl_lite.image import image_schema
+    from sparkdl_lite.images import image_schema
 
     schema = StructType([StructField("image", image_schema(), True)])
     bad = spark.createDataFrame([(None,), (("file:/bad.png", -1, -1, -1, -1, bytearray()),)], schema)
@@ -226,7 +226,7 @@ def test_graph_loaded_once_per_worker_per_transform(spark, photo_patches):
     def stats(s):
         import pandas as pd
 
-        from sparkdl_lite import runtime
+        from sparkdl_lite.core import runtime
 
         return pd.Series([json.dumps(runtime.load_stats())] * len(s))
 

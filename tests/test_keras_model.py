@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sparkdl_lite import expand_layer_params
-from sparkdl_lite.keras_model import build_variant, check_model, from_archive, layer_paths, to_archive, weights_equal
-from sparkdl_lite.training import train
+from sparkdl_lite.core.keras_model import build_variant, check_model, from_archive, layer_paths, to_archive, weights_equal
+from sparkdl_lite.core.training import train
 
 
 def two_branch(seed=0, hidden=8, frozen_base=False):

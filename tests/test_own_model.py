@@ -9,8 +9,8 @@ from test_classifier import accuracy, job_count, vector_df
 from test_keras_model import two_branch
 
 from sparkdl_lite import TFClassificationModel, TFClassifier, expand_layer_params, images_from_numpy
-from sparkdl_lite.datasets import load_digits_split
-from sparkdl_lite.keras_model import from_archive
+from sparkdl_lite.core.datasets import load_digits_split
+from sparkdl_lite.core.keras_model import from_archive
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """save -> load -> transform, alone and inside a saved Pipeline; the stage contract for every public stage."""
 import json
-import os
 import shutil
 
 import numpy as np

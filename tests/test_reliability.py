@@ -73,9 +73,9 @@ def test_diverging_configuration_is_scored_not_fatal(spark, tmp_path):
     from pyspark.ml.linalg import Vectors
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-    from sparkdl_lite import tuning
+    from sparkdl_lite import report
     from sparkdl_lite.classifier import TFClassifier
-    from sparkdl_lite.datasets import load_digits_split
+    from sparkdl_lite.core.datasets import load_digits_split
 
     x_train, _, y_train, _ = load_digits_split(seed=0)
     df = spark.createDataFrame([(Vectors.dense(v), float(t)) for v, t in zip(x_train[:600], y_train[:600])],
@@ -88,8 +88,8 @@ def test_diverging_configuration_is_scored_not_fatal(spark, tmp_path):
     assert model.avgMetrics[1] < model.avgMetrics[0]  # scored, and scored worst
     assert model.bestModel.getLearningRate() == 1e-2
     assert all(m.trainingInfo["diverged"] for m in (fold[1] for fold in model.subModels))
-    rows = tuning.results_table(model)
+    rows = report.results_table(model)
     assert [r["diverged"] for r in rows] == [False, True]
-    report = tmp_path / "report.md"
-    tuning.write_report(str(report), rows)
-    assert "diverged" in report.read_text()
+    md = tmp_path / "report.md"
+    report.write_report(str(md), rows)
+    assert "diverged" in md.read_text()

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from sparkdl_lite.tfimport import import_tensorflow
+from sparkdl_lite.core.tfimport import import_tensorflow
 
 # Runs in a fresh interpreter where `import tensorflow` fails as if it were not installed.
 _WITHOUT_TF = textwrap.dedent("""

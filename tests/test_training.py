@@ -1,10 +1,10 @@
-"""Tests for sparkdl_lite.training: the built-in architectures, training on real digits, determinism,
+"""Tests for sparkdl_lite.core.training: the built-in architectures, training on real digits, determinism,
 divergence and parameter validation. No Spark needed."""
 import numpy as np
 import pytest
 
-from sparkdl_lite.datasets import load_digits_split
-from sparkdl_lite.training import ARCHITECTURES, OPTIMIZERS, TrainResult, build_model, train
+from sparkdl_lite.core.datasets import load_digits_split
+from sparkdl_lite.core.training import ARCHITECTURES, OPTIMIZERS, TrainResult, build_model, train
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pyspark.ml.tuning import (
 )
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
-from sparkdl_lite.datasets import load_digits_split
+from sparkdl_lite.core.datasets import load_digits_split
 
 
 def vector_df(spark, x, y, column="features"):

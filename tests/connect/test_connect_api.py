@@ -15,9 +15,17 @@ from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.tuning import CrossValidator, CrossValidatorModel, ParamGridBuilder, TrainValidationSplit
 
-from sparkdl_lite import (TFClassificationModel, TFClassifier, TFGraph, TFImageTransformer, TFTransformer, engine,
-                          images_from_numpy, read_images)
-from sparkdl_lite.datasets import load_digits_split
+from sparkdl_lite import (
+    TFClassificationModel,
+    TFClassifier,
+    TFGraph,
+    TFImageTransformer,
+    TFTransformer,
+    engine,
+    images_from_numpy,
+    read_images,
+)
+from sparkdl_lite.core.datasets import load_digits_split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures", "v0_1_0")
@@ -144,7 +152,7 @@ sys.path.insert(0, {os.path.dirname(HERE)!r})
 from conftest import spark_builder
 from test_classifier import vector_df
 from sparkdl_lite import TFClassificationModel, TFClassifier
-from sparkdl_lite.datasets import load_digits_split
+from sparkdl_lite.core.datasets import load_digits_split
 spark = spark_builder("local[1]").getOrCreate()
 x = np.load({str(tmp_path / 'x.npy')!r})
 df = vector_df(spark, x, np.zeros(len(x)))

@@ -42,7 +42,7 @@ class TensorInfo:
 
 
 def _tf():
-    from sparkdl_lite.tfimport import import_tensorflow  # lazily: building params and importing the package stay fast
+    from sparkdl_lite.core.tfimport import import_tensorflow  # lazily: building params and importing the package stay fast
 
     return import_tensorflow()
 
@@ -322,7 +322,7 @@ class TFGraph:
 
         ``feeds`` maps input tensor names to arrays with a leading batch dimension.
         """
-        from sparkdl_lite import runtime
+        from sparkdl_lite.core import runtime
 
         outs = [self.check_output(n) for n in (output_names or self.output_names)]
         ins = [self.check_input(n) for n in (input_names or self.input_names)]

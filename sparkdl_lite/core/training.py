@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sparkdl_lite.graph import TFGraph
+from sparkdl_lite.core.graph import TFGraph
 
 __all__ = ["ARCHITECTURES", "OPTIMIZERS", "TrainResult", "build_model", "train", "freeze", "preprocess",
            "resolve_head", "check_input_shape"]
@@ -462,7 +462,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
 
     One code path for a built-in preset and for the user's own Keras model: build the network
     (the preset from ``architecture`` & co., or ``model`` with ``layer_params`` applied and its
-    weights carried over, see :func:`sparkdl_lite.keras_model.build_variant`, or the model of a
+    weights carried over, see :func:`sparkdl_lite.core.keras_model.build_variant`, or the model of a
     warm start), compile it with the optimizer from the params and the loss of the model
     (as compiled; else sparse categorical cross-entropy on its logits or probabilities), fit it on
     the preprocessed rows (Keras ``fit``, shuffled every epoch) and freeze it behind the same
@@ -502,7 +502,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         Start every trainable layer of ``model`` afresh from ``seed`` (frozen layers keep theirs).
     loss : dict, optional
         ``{"name", "from_logits"}``, the compiled loss read on the driver
-        (:func:`sparkdl_lite.keras_model.read_loss`); None reads it from ``model`` or uses the default.
+        (:func:`sparkdl_lite.core.keras_model.read_loss`); None reads it from ``model`` or uses the default.
     reverse_channels : bool
         Reverse the last axis of image features (BGR pixels to an RGB model).
     warm_start : bytes, optional
@@ -562,7 +562,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     import keras
     import tensorflow as tf
 
-    from sparkdl_lite import keras_model
+    from sparkdl_lite.core import keras_model
 
     t_build = time.perf_counter()
     if threads is not None:

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from sparkdl_lite import tuning as tn
+from sparkdl_lite import report as tn
+from sparkdl_lite.cli.progress import SparkProgress
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def cv_run(spark):
     from pyspark.ml.tuning import CrossValidator
 
     from sparkdl_lite.classifier import TFClassifier
-    from sparkdl_lite.datasets import load_digits_split
+    from sparkdl_lite.core.datasets import load_digits_split
 
     x_train, _, y_train, _ = load_digits_split()
     x, y = x_train[:400] / 16.0, y_train[:400]
@@ -120,7 +121,7 @@ def test_spark_progress_counts_tagged_tasks(spark):
     tag = "test-progress"
     sc.addJobTag(tag)
     try:
-        with tn.SparkProgress(spark, total=4, unit="models", job_tag=tag, stream=stream, interval=0.1) as progress:
+        with SparkProgress(spark, total=4, unit="models", job_tag=tag, stream=stream, interval=0.1) as progress:
             sc.parallelize(range(4), 4).map(lambda v: time.sleep(0.3) or v).collect()
             progress.set_best(0.9, "acc")
     finally:
@@ -130,5 +131,5 @@ def test_spark_progress_counts_tagged_tasks(spark):
     assert last.endswith("ETA 0s")
     assert "\r" not in stream.getvalue()  # not a terminal: plain lines
     # Labeling has no metric: no "best" part.
-    quiet = tn.SparkProgress(spark, total=2, unit="tasks", stream=io.StringIO(), show_best=False)
+    quiet = SparkProgress(spark, total=2, unit="tasks", stream=io.StringIO(), show_best=False)
     assert quiet.line().startswith("tasks 0/2 | elapsed ") and "best" not in quiet.line()

@@ -199,7 +199,7 @@ def _session(master: str, app_name: str, remote: Optional[str] = None) -> Tuple[
 
 # ============================================================================ tune
 def _plain_params(param_map: Any) -> Dict[str, Any]:
-    from sparkdl_lite.tuning import _plain
+    from sparkdl_lite.report import _plain
 
     return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
 
@@ -214,7 +214,7 @@ def _test_accuracy(model: Any, test_df: Any) -> float:
 
 def _load_keras(path: str) -> Any:
     """A ``.keras`` archive, loaded in Keras' safe mode (no Python code from the file)."""
-    from sparkdl_lite.keras_model import from_archive
+    from sparkdl_lite.core.keras_model import from_archive
 
     if not path.endswith(".keras") or not os.path.isfile(path):
         raise UsageError(f"--model: {path!r} is not a .keras file (save your model with model.save('model.keras')).")
@@ -224,7 +224,7 @@ def _load_keras(path: str) -> Any:
 
 def _layer_default(est: Any, name: str) -> Any:
     """The given model's own value of a layer param ``<layer>.<key>``."""
-    from sparkdl_lite.keras_model import _walk
+    from sparkdl_lite.core.keras_model import _walk
 
     path, key = name.rsplit(".", 1)
     entry = dict(_walk(est._model_config["config"])).get(path)
@@ -248,8 +248,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--sample must be >= 10; got {args.sample}.")
 
     t_start = time.perf_counter()
-    from sparkdl_lite import datasets
-    from sparkdl_lite import tuning as tn
+    from sparkdl_lite import report as tn
+    from sparkdl_lite.cli.progress import SparkProgress
+    from sparkdl_lite.core import datasets
 
     data = datasets.load_dataset(args.data)
     if args.sample is not None:
@@ -264,7 +265,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 
         from sparkdl_lite import classifier as clf
-        from sparkdl_lite.image import images_from_numpy
+        from sparkdl_lite.images import images_from_numpy
 
         layer_items = [(n, v) for n, v in grid_items if "." in n]
         if layer_items and not args.model:
@@ -284,7 +285,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 raise UsageError(f"--grid: TFClassifier has no param {name!r}.")
             builder.addGrid(est.getParam(name), values)
         if layer_items:
-            from sparkdl_lite.keras_model import apply_layer_params, expand_layer_params
+            from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
 
             layer_grid = expand_layer_params(dict(layer_items))
             for lp in layer_grid:
@@ -317,7 +318,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"{master}, {cores} cores", file=sys.stderr)
 
         train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
-        progress = tn.SparkProgress(spark, total=n_models if train_tag else None, unit="models" if train_tag else "tasks",
+        progress = SparkProgress(spark, total=n_models if train_tag else None, unit="models" if train_tag else "tasks",
                                     job_tag=train_tag or TUNE_TAG, enabled=not args.quiet)
         with engine.job_tag(spark, TUNE_TAG):
             with progress:
@@ -425,7 +426,7 @@ def _load_model(spark: Any, path: str) -> Tuple[str, Any]:
 def _class_names(spec: Optional[str]) -> Optional[List[str]]:
     if not spec:
         return None
-    from sparkdl_lite import datasets
+    from sparkdl_lite.core import datasets
 
     key = spec.strip().lower().replace("_", "-")
     if key == "fashion-mnist":
@@ -485,14 +486,14 @@ def _labeled(kind: str, model: Any, images: Any) -> Any:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from sparkdl_lite import tuning as tn
+    from sparkdl_lite.cli.progress import SparkProgress
 
     names = _class_names(args.class_names)
     spark, created = _session(args.master, "sparkdl-lite label", args.remote)
     try:
         from pyspark.sql import functions as F
 
-        from sparkdl_lite.image import read_images
+        from sparkdl_lite.images import read_images
 
         kind, model = _load_model(spark, args.model)
         try:
@@ -515,7 +516,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             idx = F.col("prediction").cast("int")
             out = out.withColumn("label_name", F.when((idx >= 0) & (idx < len(names)), F.get(lookup, idx)))
         with engine.job_tag(spark, LABEL_TAG), \
-                tn.SparkProgress(spark, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet, show_best=False):
+                SparkProgress(spark, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet, show_best=False):
             t0 = time.perf_counter()
             out.write.mode("overwrite").parquet(args.out)
             seconds = time.perf_counter() - t0
@@ -537,7 +538,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from sparkdl_lite import datasets
+    from sparkdl_lite.core import datasets
 
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit must be >= 0; got {args.limit}.")
