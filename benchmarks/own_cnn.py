@@ -13,18 +13,21 @@ def build(hidden: int = 128, filters: int = 64, seed: int = 0):
     import keras
     from keras import layers
 
+    def conv_bn(h, n, name):
+        h = layers.Conv2D(n, 3, padding="same", use_bias=False, name=name)(h)
+        h = layers.BatchNormalization(name=f"{name}_bn")(h)
+        return layers.Activation("relu", name=f"{name}_relu")(h)
+
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((28, 28, 1), name="pixels")
     h = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
-    h = layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv1")(h)
-    h = layers.BatchNormalization(name="bn1")(h)
-    h = layers.Activation("relu", name="relu1")(h)
+    h = conv_bn(h, 32, "conv1")
+    h = conv_bn(h, 32, "conv1b")
     h = layers.MaxPooling2D(2, name="pool1")(h)
-    h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2")(h)
-    h = layers.BatchNormalization(name="bn2")(h)
-    h = layers.Activation("relu", name="relu2")(h)
+    h = layers.Dropout(0.2, name="drop1")(h)
+    h = conv_bn(h, filters, "conv2")
     h = layers.MaxPooling2D(2, name="pool2")(h)
-    h = layers.Dropout(0.25, name="conv_drop")(h)
+    h = layers.Dropout(0.25, name="drop2")(h)
     h = layers.Flatten(name="flatten")(h)
     h = layers.Dense(hidden, activation="relu", name="hidden")(h)
     h = layers.Dropout(0.4, name="drop")(h)

@@ -45,11 +45,11 @@ from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter, StageDa
 
 __all__ = ["TFClassifier", "TFClassificationModel"]
 
-ARCHITECTURES = ("mlp", "cnn")
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+from sparkdl_lite.core.training import HYPERPARAMS, hyperparam_problem  # noqa: E402
+
 INITIAL_WEIGHTS = ("model", "fresh")
 CHANNEL_ORDERS = ("RGB", "BGR")
-_PRESET_PARAMS = ("architecture", "hiddenLayers", "convFilters", "dropout", "inputShape")
+_PRESET_PARAMS = tuple(n for n, spec in HYPERPARAMS.items() if spec.get("preset")) + ("inputShape",)
 MODEL_FILE = "model.keras"
 INPUT_TENSOR = "features:0"
 LOGITS_TENSOR = "logits:0"
@@ -143,9 +143,7 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         super().__init__()
         self._setDefault(featuresCol="features", labelCol="label", predictionCol="prediction",
                          probabilityCol="probability", rawPredictionCol="rawPrediction",
-                         architecture="mlp", hiddenLayers=[128], convFilters=[32, 64], dropout=0.0,
-                         learningRate=1e-3, optimizer="adam", batchSize=128, epochs=5,
-                         inputShape=None, seed=0, layerParams={}, initialWeights="model", channelOrder="RGB",
+                         **{n: spec["default"] for n, spec in HYPERPARAMS.items()}, inputShape=None, layerParams={}, initialWeights="model", channelOrder="RGB",
                          scale=None)
 
     def getLayerParams(self) -> Dict[str, Any]:
@@ -187,25 +185,17 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
     def _validate(self, schema: T.StructType) -> str:
         """Range checks of every param and the features column; returns its kind."""
         name = type(self).__name__
+        for param in HYPERPARAMS:  # the one table of the fixed hyperparameters (core.training)
+            problem = hyperparam_problem(param, self.getOrDefault(param))
+            if problem:
+                raise ValueError(f"{name}: param {param!r} {problem}")
         arch = self.getArchitecture()
-        check(arch in ARCHITECTURES, f"{name}: param 'architecture' must be one of {list(ARCHITECTURES)}; got {arch!r}.")
         hidden = self.getHiddenLayers()
-        check(all(u >= 1 for u in hidden), f"{name}: param 'hiddenLayers' must hold ints >= 1; got {hidden!r}.")
         check(arch != "mlp" or len(hidden) > 0,
               f"{name}: param 'hiddenLayers' must not be empty for architecture 'mlp'; got {hidden!r}. Use e.g. [128].")
         filters = self.getConvFilters()
-        check(all(f >= 1 for f in filters), f"{name}: param 'convFilters' must hold ints >= 1; got {filters!r}.")
         check(arch != "cnn" or len(filters) > 0,
               f"{name}: param 'convFilters' must not be empty for architecture 'cnn'; got {filters!r}. Use e.g. [32, 64].")
-        dropout = self.getDropout()
-        check(0.0 <= dropout < 1.0, f"{name}: param 'dropout' must be in [0, 1); got {dropout!r}.")
-        lr = self.getLearningRate()
-        check(lr > 0 and math.isfinite(lr), f"{name}: param 'learningRate' must be > 0; got {lr!r}.")
-        opt = self.getOptimizer()
-        check(opt in OPTIMIZERS, f"{name}: param 'optimizer' must be one of {list(OPTIMIZERS)}; got {opt!r}.")
-        check(self.getBatchSize() >= 1, f"{name}: param 'batchSize' must be an int >= 1; got {self.getBatchSize()!r}.")
-        check(self.getEpochs() >= 1, f"{name}: param 'epochs' must be an int >= 1; got {self.getEpochs()!r}.")
-        check(self.getSeed() >= 0, f"{name}: param 'seed' must be an int >= 0; got {self.getSeed()!r}.")
         shape = self.getInputShape()
         check(shape is None or (len(shape) > 0 and all(d >= 1 for d in shape)),
               f"{name}: param 'inputShape' must be None or a non-empty list of ints >= 1; got {shape!r}.")

@@ -339,22 +339,31 @@ def _blob_schema() -> Any:
 
 
 def write_bytes(spark: Any, path: str, data: bytes, overwrite: bool = True) -> None:
-    """Write ``data`` at ``path`` through Spark: a Parquet dataset of ordered byte chunks (server side on Connect)."""
-    rows = [(i, bytes(data[o:o + _CHUNK])) for i, o in enumerate(range(0, max(len(data), 1), _CHUNK))]
-    df = spark.createDataFrame(rows, _blob_schema()).coalesce(1)
-    df.write.mode("overwrite" if overwrite else "errorifexists").parquet(path)
+    """Write ``data`` at ``path`` through Spark: a Parquet dataset of ordered byte chunks (server side on Connect).
+
+    One small write per chunk: a 200 MB graph never sits whole in one query plan (the driver JVM's
+    heap on classic, one gRPC message on Connect).
+    """
+    offsets = range(0, max(len(data), 1), _CHUNK)
+    for i, o in enumerate(offsets):
+        df = spark.createDataFrame([(i, bytes(data[o:o + _CHUNK]))], _blob_schema())
+        mode = ("overwrite" if overwrite else "errorifexists") if i == 0 else "append"
+        df.coalesce(1).write.mode(mode).parquet(path)
 
 
 def read_bytes(spark: Any, path: str, *, blob: bool = True) -> bytes:
     """Read what :func:`write_bytes` wrote (``blob``), or one plain file through ``binaryFile``, as bytes."""
     try:
-        if blob:
-            table = spark.read.schema(_blob_schema()).parquet(path).toArrow()
-            order = table.column("part").to_pylist()
-            chunks = table.column("bytes").to_pylist()
-            if not order:
-                raise ValueError("no data")
-            return b"".join(c for _, c in sorted(zip(order, chunks)))
+        if blob:  # chunk by chunk: a 200 MB file never passes through one result (driver heap, gRPC)
+            df = spark.read.schema(_blob_schema()).parquet(path)
+            parts = sorted(r.part for r in df.select("part").collect())
+            if not parts or parts != list(range(len(parts))):
+                raise ValueError(f"the chunks found are {parts[:10]}, not 0..n-1")
+            chunks = []
+            for i in parts:
+                rows = df.where(df.part == i).select("bytes").collect()
+                chunks.append(bytes(rows[0].bytes))
+            return b"".join(chunks)
         rows = spark.read.format("binaryFile").load(path).select("content").collect()
     except Exception as exc:  # noqa: BLE001 - Spark wraps a missing path in engine-specific errors
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__, engine
+from sparkdl_lite.core.training import ARCHITECTURES, HYPERPARAMS  # the one table of the fixed hyperparameters
 
 __all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID", "DEFAULT_VALIDATION_FRACTION"]
 
@@ -31,8 +32,6 @@ DEFAULT_VALIDATION_FRACTION = 0.2
 DEFAULT_GRID = "learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024"
 TUNE_TAG = "sparkdl-lite-tune"
 LABEL_TAG = "sparkdl-lite-label"
-_ARCHITECTURES = ("mlp", "cnn")
-_OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 class UsageError(ValueError):
@@ -74,18 +73,14 @@ def _choice(choices: Sequence[str]) -> Callable[[str, str], str]:
     return convert
 
 
+def _tunable() -> Dict[str, Callable[[str, str], Any]]:
+    parsers = {"float": _float, "int": _int, "int_list": _int_list}
+    return {n: _choice(spec["choices"]) if spec["kind"] == "choice" else parsers[spec["kind"]]
+            for n, spec in HYPERPARAMS.items()}
+
+
 #: The TFClassifier params that ``--grid`` can tune, with the parser of one value.
-TUNABLE_PARAMS: Dict[str, Callable[[str, str], Any]] = {
-    "learningRate": _float,
-    "hiddenLayers": _int_list,
-    "convFilters": _int_list,
-    "dropout": _float,
-    "epochs": _int,
-    "batchSize": _int,
-    "architecture": _choice(_ARCHITECTURES),
-    "optimizer": _choice(_OPTIMIZERS),
-    "seed": _int,
-}
+TUNABLE_PARAMS: Dict[str, Callable[[str, str], Any]] = _tunable()
 _ALIASES = {n.lower(): n for n in TUNABLE_PARAMS}
 _ALIASES.update({"lr": "learningRate", "learning_rate": "learningRate", "hidden": "hiddenLayers",
                  "hidden_layers": "hiddenLayers", "conv_filters": "convFilters", "batch_size": "batchSize"})
@@ -204,6 +199,14 @@ def _plain_params(param_map: Any) -> Dict[str, Any]:
     return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
 
 
+def _flat_params(param_map: Any) -> Dict[str, Any]:
+    """A param map as plain values, layerParams flattened to ``<layer>.<key>`` entries (as the results table has them)."""
+    out: Dict[str, Any] = {}
+    for name, value in _plain_params(param_map).items():
+        out.update(value if isinstance(value, dict) else {name: value})
+    return out
+
+
 def _test_accuracy(model: Any, test_df: Any) -> float:
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 
@@ -309,7 +312,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
         default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
                           for n, _ in grid_items}
-        in_grid = any(_plain_params(pm) == default_values for pm in param_maps)
+        in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
         n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
         executors, cores = engine.cluster_shape(spark)
         master = engine.master(spark)
@@ -575,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="params to tune, space-separated name=comma,list; 256x128 (or 256;128) inside one value is a "
                         f"two-layer list (default: \"{DEFAULT_GRID}\", the reference experiment's grid). "
                         "Tunable: " + ", ".join(TUNABLE_PARAMS))
-    t.add_argument("--architecture", default="mlp", choices=_ARCHITECTURES, help="architecture when not tuned (default: mlp)")
+    t.add_argument("--architecture", default="mlp", choices=ARCHITECTURES, help="architecture when not tuned (default: mlp)")
     t.add_argument("--model", help="your own Keras model (a .keras file) instead of a built-in architecture; tune its "
                                    "layers with --grid \"<layer>.<key>=v1,v2\", e.g. hidden.units=64,256")
     t.add_argument("--epochs", type=int, default=5, help="epochs when not tuned (default: 5)")

@@ -19,11 +19,46 @@ import numpy as np
 
 from sparkdl_lite.core.graph import TFGraph
 
-__all__ = ["ARCHITECTURES", "OPTIMIZERS", "TrainResult", "build_model", "train", "freeze", "preprocess",
+__all__ = ["ARCHITECTURES", "OPTIMIZERS", "HYPERPARAMS", "hyperparam_problem", "TrainResult", "build_model", "train", "freeze", "preprocess",
            "resolve_head", "check_input_shape"]
 
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+#: The one table of the fixed hyperparameters (a user model's own ``layerParams`` keys are checked
+#: against its config instead): kind, default and range. TFClassifier's Params, its checks, the
+#: CLI's ``--grid`` parser and :func:`train` read it.
+HYPERPARAMS: Dict[str, Dict[str, Any]] = {
+    "learningRate": {"kind": "float", "above": 0.0, "default": 1e-3},
+    "hiddenLayers": {"kind": "int_list", "min": 1, "default": [128], "preset": True},
+    "convFilters": {"kind": "int_list", "min": 1, "default": [32, 64], "preset": True},
+    "dropout": {"kind": "float", "min": 0.0, "below": 1.0, "default": 0.0, "preset": True},
+    "epochs": {"kind": "int", "min": 1, "default": 5},
+    "batchSize": {"kind": "int", "min": 1, "default": 128},
+    "architecture": {"kind": "choice", "choices": ARCHITECTURES, "default": "mlp", "preset": True},
+    "optimizer": {"kind": "choice", "choices": OPTIMIZERS, "default": "adam"},
+    "seed": {"kind": "int", "min": 0, "below": 2**32, "default": 0},
+}
+
+
+def hyperparam_problem(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` is out of range for hyperparameter ``name`` (a message tail), or None when it is fine."""
+    spec = HYPERPARAMS[name]
+    kind = spec["kind"]
+    if kind == "choice":
+        return None if value in spec["choices"] else f"must be one of {list(spec['choices'])}; got {value!r}."
+    if kind == "int_list":
+        return None if all(v >= spec["min"] for v in value) else f"must hold ints >= {spec['min']}; got {value!r}."
+    if kind == "float" and not math.isfinite(float(value)):
+        return f"must be a finite number; got {value!r}."
+    if "min" in spec and value < spec["min"]:
+        return f"must be {'an int' if kind == 'int' else 'a number'} >= {spec['min']}; got {value!r}."
+    if "above" in spec and not value > spec["above"]:
+        return f"must be > {spec['above']}; got {value!r}."
+    if "below" in spec and not value < spec["below"]:
+        low = spec.get("min", spec.get("above"))
+        return f"must be in [{low}, {spec['below']}); got {value!r}." if kind == "float" else f"must be < {spec['below']}; got {value!r}."
+    return None
 
 _WHO = "training"
 

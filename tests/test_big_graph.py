@@ -1,0 +1,37 @@
+"""A 200 MB frozen graph transforms, saves and loads (classic here; tests/connect runs the same on Spark Connect).
+
+Over gRPC's 128 MiB message limit: on Connect the engine ships it as a content-named artifact and
+writes it as Parquet byte chunks, never inside one message.
+"""
+import numpy as np
+import pandas as pd
+
+
+def check_big_graph(spark, tmp_path):
+    import tensorflow as tf
+
+    from sparkdl_lite import TFGraph, TFTransformer, engine
+
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal(53_000_000).astype(np.float32)  # 212 MB: over 200 MiB
+    graph = TFGraph.from_function(lambda x: {"y": x + tf.constant(weights)[:4]},
+                                  [tf.TensorSpec([None, 4], tf.float32, name="x")])
+    size = len(graph.to_bytes())
+    assert size > 200 * 2**20
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    df = spark.createDataFrame(pd.DataFrame({"id": range(6), "x": list(x.astype(np.float64))}))
+    t = TFTransformer(graph=graph, inputMapping={"x": "x"}, outputMapping={"y": "y"}, outputMode="array")
+    want = x + weights[:4]
+    got = np.array([r.y for r in t.transform(df).orderBy("id").collect()])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    t.write().overwrite().save(str(tmp_path / "big"))
+    del graph, t
+    loaded = TFTransformer.load(str(tmp_path / "big"))
+    assert len(loaded.graph.to_bytes()) == size
+    again = np.array([r.y for r in loaded.transform(df).orderBy("id").collect()])
+    np.testing.assert_allclose(again, want, rtol=1e-6)
+    return engine.is_connect(spark)
+
+
+def test_200mb_graph_classic(spark, tmp_path):
+    assert check_big_graph(spark, tmp_path) is False
