@@ -30,8 +30,6 @@ __all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID
 DEFAULT_VALIDATION_FRACTION = 0.2
 #: The grid of ``tune`` when ``--grid`` is not given: the reference experiment's learning rate x layer width.
 DEFAULT_GRID = "learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024"
-TUNE_TAG = "sparkdl-lite-tune"
-LABEL_TAG = "sparkdl-lite-label"
 
 
 class UsageError(ValueError):
@@ -159,7 +157,6 @@ def _session(master: str, app_name: str, remote: Optional[str] = None) -> Tuple[
     ``SPARK_REMOTE`` is honoured as Spark honours it)."""
     from pyspark.sql import SparkSession
 
-    from sparkdl_lite import engine
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -193,28 +190,6 @@ def _session(master: str, app_name: str, remote: Optional[str] = None) -> Tuple[
 
 
 # ============================================================================ tune
-def _plain_params(param_map: Any) -> Dict[str, Any]:
-    from sparkdl_lite.report import _plain
-
-    return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
-
-
-def _flat_params(param_map: Any) -> Dict[str, Any]:
-    """A param map as plain values, layerParams flattened to ``<layer>.<key>`` entries (as the results table has them)."""
-    out: Dict[str, Any] = {}
-    for name, value in _plain_params(param_map).items():
-        out.update(value if isinstance(value, dict) else {name: value})
-    return out
-
-
-def _test_accuracy(model: Any, test_df: Any) -> float:
-    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-
-    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label",
-                                                  predictionCol=model.getPredictionCol())
-    return float(evaluator.evaluate(model.transform(test_df)))
-
-
 def _load_keras(path: str) -> Any:
     """A ``.keras`` archive, loaded in Keras' safe mode (no Python code from the file)."""
     from sparkdl_lite.core.keras_model import from_archive
@@ -223,15 +198,6 @@ def _load_keras(path: str) -> Any:
         raise UsageError(f"--model: {path!r} is not a .keras file (save your model with model.save('model.keras')).")
     with open(path, "rb") as f:
         return from_archive(f.read())
-
-
-def _layer_default(est: Any, name: str) -> Any:
-    """The given model's own value of a layer param ``<layer>.<key>``."""
-    from sparkdl_lite.core.keras_model import _walk
-
-    path, key = name.rsplit(".", 1)
-    entry = dict(_walk(est._model_config["config"])).get(path)
-    return None if entry is None else entry["config"].get(key)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -264,122 +230,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     spark, created = _session(args.master, "sparkdl-lite tune", args.remote)
     try:
-        from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-        from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+        from sparkdl_lite.experiments import TuneSettings, tune
 
-        from sparkdl_lite import classifier as clf
-        from sparkdl_lite.images import images_from_numpy
+        settings = TuneSettings(grid_items=grid_items, out_dir=out_dir,
+                                model=_load_keras(args.model) if args.model else None,
+                                model_name=os.path.basename(args.model) if args.model else None,
+                                architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
+                                seed=args.seed, folds=args.folds, fraction=fraction, parallelism=args.parallelism,
+                                command="sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv))
 
-        layer_items = [(n, v) for n, v in grid_items if "." in n]
-        if layer_items and not args.model:
-            raise UsageError(f"--grid: {layer_items[0][0]!r} is a layer param; it needs --model path/model.keras.")
-        if args.model:
-            user_model = _load_keras(args.model)
-            est = clf.TFClassifier(featuresCol="image", labelCol="label", model=user_model, epochs=args.epochs,
-                                   batchSize=args.batch_size, seed=args.seed)
-        else:
-            est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=args.architecture,
-                                   epochs=args.epochs, batchSize=args.batch_size, seed=args.seed)
-        builder = ParamGridBuilder()
-        for name, values in grid_items:
-            if "." in name:
-                continue
-            if not est.hasParam(name):
-                raise UsageError(f"--grid: TFClassifier has no param {name!r}.")
-            builder.addGrid(est.getParam(name), values)
-        if layer_items:
-            from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
+        def progress(spark_: Any, **kwargs: Any) -> Any:
+            return SparkProgress(spark_, enabled=not args.quiet, **kwargs)
 
-            layer_grid = expand_layer_params(dict(layer_items))
-            for lp in layer_grid:
-                apply_layer_params(est._model_config, lp, "--grid")  # an unknown layer or key fails before Spark jobs
-            builder.addGrid(est.layerParams, layer_grid)
-        param_maps = builder.build()
-        evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
-        parallelism = args.parallelism or len(param_maps)
-        if args.folds is not None:
-            tuner: Any = CrossValidator(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
-                                        numFolds=args.folds, parallelism=parallelism, collectSubModels=True,
-                                        seed=args.seed)
-            folds, how = args.folds, f"{args.folds}-fold cross-validation (CrossValidator)"
-        else:
-            tuner = TrainValidationSplit(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
-                                         trainRatio=1.0 - fraction, parallelism=parallelism, collectSubModels=True,
-                                         seed=args.seed)
-            folds, how = 1, f"train/validation split, {fraction:.0%} held out (TrainValidationSplit)"
-
-        train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
-        test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
-        default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
-                          for n, _ in grid_items}
-        in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
-        n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
-        executors, cores = engine.cluster_shape(spark)
-        master = engine.master(spark)
-        print(f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
-              f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models, {how}; "
-              f"{master}, {cores} cores", file=sys.stderr)
-
-        train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
-        progress = SparkProgress(spark, total=n_models if train_tag else None, unit="models" if train_tag else "tasks",
-                                    job_tag=train_tag or TUNE_TAG, enabled=not args.quiet)
-        with engine.job_tag(spark, TUNE_TAG):
-            with progress:
-                t_fit = time.perf_counter()
-                tuned = tuner.fit(train_df)
-                tuning_seconds = time.perf_counter() - t_fit
-                rows = tn.results_table(tuned)
-                top = tn.best_row(rows)
-                progress.set_best(top.get("mean"), "val acc")
-                best_model = tuned.bestModel
-                best_params = {n: top.get(n) for n in tn.param_names(rows)}
-                if best_params == default_values:
-                    default_model = best_model  # the default won: do not train it twice
-                    progress.set_total(n_models - 1 if train_tag else None)
-                else:
-                    default_model = est.fit(train_df)
-                best_acc = _test_accuracy(best_model, test_df)
-                default_acc = best_acc if default_model is best_model else _test_accuracy(default_model, test_df)
-
-        best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
-        refit_seconds = tn.training_info(best_model).get("seconds")
-        sequential = tn.sequential_seconds(rows, [refit_seconds])
-        timing = {"tuning_seconds": tuning_seconds, "sequential_seconds": sequential,
-                  "speedup": sequential / tuning_seconds if sequential and tuning_seconds > 0 else None,
-                  "models": folds * len(param_maps) + 1,
-                  "refit_seconds": refit_seconds}
-        err_d, err_b = 1.0 - default_acc, 1.0 - best_acc
-        test = {"default": {"params": default_values, "test_accuracy": default_acc, "test_error": err_d,
-                            "in_grid": in_grid},
-                "best": {"params": best_params, "test_accuracy": best_acc, "test_error": err_b},
-                "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
-        command = "sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv)
-        tuned_names = {n for n, _ in grid_items}
-        network = ("model", os.path.basename(args.model)) if args.model else ("architecture", args.architecture)
-        fixed = {k: v for k, v in (network, ("epochs", args.epochs),
-                                   ("batchSize", args.batch_size), ("seed", args.seed)) if k not in tuned_names}
-        setup = {
-            "command": f"`{command}`",
-            "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
-                    f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
-                    + ("0-255 pixel values into the model" if args.model else "scaled by 1/255 in the graph"),
-            "validation": how,
-            "grid": f"{len(param_maps)} param maps: " + "; ".join(f"{n} = {v}" for n, v in grid_items),
-            "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
-            "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
-                                     + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
-            "Spark": f"master {master}{' (Spark Connect)' if engine.is_connect(spark) else ''}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
-                     f"Spark {spark.version}, sparkdl_lite {__version__}",
-        }
-        plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
-                                        title=f"{data.name}: validation error vs learning rate ({how.split(' (')[0]})")
-        total_seconds = time.perf_counter() - t_start
-        timing["total_seconds"] = total_seconds
-        tn.write_results(rows, out_dir, extra={"test": test, "timing": timing,
-                                               "setup": {k: v.strip("`") for k, v in setup.items()}})
-        tn.write_report(os.path.join(out_dir, "report.md"), rows, default=test["default"], best=test["best"],
-                        timing=timing, setup=setup, plot=os.path.basename(plot_path),
-                        title=f"sparkdl-lite tuning report: {data.name}")
+        result = tune(spark, data, settings, progress_factory=progress,
+                      log=lambda text: print(text, file=sys.stderr), started=t_start)
+        test, timing, top, best_params = result["test"], result["timing"], result["top"], result["best_params"]
+        default_acc, best_acc = test["default"]["test_accuracy"], test["best"]["test_accuracy"]
+        err_d, err_b = test["default"]["test_error"], test["best"]["test_error"]
+        total_seconds, tuning_seconds, sequential = timing["total_seconds"], timing["tuning_seconds"], timing["sequential_seconds"]
+        cores = result["cores"]
         red = test["relative_error_reduction"]
         print(f"best: {', '.join(f'{k}={v}' for k, v in best_params.items())} "
               f"(validation accuracy {top.get('mean'):.4f})")
@@ -396,36 +265,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ label
-_KINDS = {"TFClassificationModel": "classifier", "PipelineModel": "pipeline", "TFImageTransformer": "image_transformer"}
-
-
-def _load_model(spark: Any, path: str) -> Tuple[str, Any]:
-    """Detect the saved stage's class from its metadata and load it with that class."""
-    from pyspark.ml.util import DefaultParamsReader
-
-    try:
-        metadata = DefaultParamsReader.loadMetadata(path, spark)
-    except Exception as exc:  # noqa: BLE001 - Spark raises Py4J / analysis errors for a missing path
-        raise UsageError(f"--model {path!r} is not a saved Spark ML stage (no readable metadata): "
-                         f"{str(exc).splitlines()[0]}") from None
-    cls_name = str(metadata.get("class", ""))
-    kind = _KINDS.get(cls_name.rsplit(".", 1)[-1])
-    if kind == "classifier":
-        from sparkdl_lite.classifier import TFClassificationModel
-
-        return kind, TFClassificationModel.load(path)
-    if kind == "pipeline":
-        from pyspark.ml import PipelineModel
-
-        return kind, PipelineModel.load(path)
-    if kind == "image_transformer":
-        from sparkdl_lite.transformers import TFImageTransformer
-
-        return kind, TFImageTransformer.load(path)
-    raise UsageError(f"--model {path!r} holds a {cls_name!r}; expected a TFClassificationModel, a PipelineModel "
-                     f"or a TFImageTransformer.")
-
-
 def _class_names(spec: Optional[str]) -> Optional[List[str]]:
     if not spec:
         return None
@@ -442,90 +281,21 @@ def _class_names(spec: Optional[str]) -> Optional[List[str]]:
     return names
 
 
-def _labeled(kind: str, model: Any, images: Any) -> Any:
-    """origin, prediction, probability (array<float>), error: one row per input row."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    origin = F.col("image.origin").alias("origin")
-    if kind == "image_transformer":
-        # The transformer nulls bad images itself and says why in <outputCol>_error.
-        model = model.copy({model.errorMode: "null", model.outputMode: "array"})
-        col = model.getOutputCol()
-        src = images if model.getInputCol() == "image" else images.withColumn(model.getInputCol(), F.col("image"))
-        out = model.transform(src)
-        scores = F.col(col)
-        pred = F.when(scores.isNotNull(), (F.array_position(scores, F.array_max(scores)) - 1).cast("double"))
-        return out.select(origin, pred.alias("prediction"), scores.cast(T.ArrayType(T.FloatType())).alias("probability"),
-                          F.col(f"{col}_error").alias("error"))
-    # Models that cannot take invalid images: send only the valid ones and union the rest back.
-    valid = F.col("image").isNotNull() & (F.col("image.height") > 0) & (F.col("image.width") > 0)
-    if kind == "classifier":
-        features = model.getFeaturesCol()
-        pred_col, prob_col = model.getPredictionCol(), model.getProbabilityCol()
-    else:
-        stages = [s for s in model.stages if s.hasParam("predictionCol")]
-        features = "image"
-        pred_col = stages[-1].getOrDefault("predictionCol") if stages else "prediction"
-        prob_col = stages[-1].getOrDefault("probabilityCol") if stages and stages[-1].hasParam("probabilityCol") else "probability"
-    good = images.filter(valid)
-    if features != "image":
-        good = good.withColumn(features, F.col("image"))
-    scored = model.transform(good)
-    if prob_col in scored.columns:
-        dt = scored.schema[prob_col].dataType
-        prob = vector_to_array(F.col(prob_col), "float32") if not isinstance(dt, T.ArrayType) else F.col(prob_col).cast(T.ArrayType(T.FloatType()))
-    else:
-        prob = F.lit(None).cast(T.ArrayType(T.FloatType()))
-    ok = scored.select(origin, F.col(pred_col).cast("double").alias("prediction"), prob.alias("probability"),
-                       F.lit(None).cast("string").alias("error"))
-    reason = F.when(F.col("image").isNull(), F.lit("no image (null row)")).otherwise(
-        F.lit("invalid image: Spark's image source could not decode the file (height -1, no data: an empty, truncated or unsupported file)"))
-    bad = images.filter(~valid | valid.isNull()).select(
-        origin, F.lit(None).cast("double").alias("prediction"), F.lit(None).cast(T.ArrayType(T.FloatType())).alias("probability"),
-        reason.alias("error"))
-    return ok.unionByName(bad)
-
-
 def cmd_label(args: argparse.Namespace) -> int:
     from sparkdl_lite.cli.progress import SparkProgress
 
     names = _class_names(args.class_names)
     spark, created = _session(args.master, "sparkdl-lite label", args.remote)
     try:
-        from pyspark.sql import functions as F
+        from sparkdl_lite.experiments import label_images
 
-        from sparkdl_lite.images import read_images
-
-        kind, model = _load_model(spark, args.model)
         try:
-            images = read_images(spark, args.images, recursive=args.recursive)
-        except Exception as exc:  # noqa: BLE001 - an AnalysisException for a missing path
-            raise UsageError(f"--images {args.images!r}: {str(exc).splitlines()[0]}") from None
-        rows_in = images.count()
-        if args.partitions:
-            images = images.repartition(args.partitions)
-        else:
-            # The file source packs ~32 small images per partition; each partition is a task with its own
-            # Python/Arrow round trip, so merge them to ~4,096 images a task, but keep every core busy.
-            n = engine.num_partitions(images)
-            target = max(engine.default_parallelism(spark), -(-rows_in // 4096))
-            if n is None or target < n:  # Connect does not tell the partition count: coalesce never grows it
-                images = images.coalesce(target)
-        out = _labeled(kind, model, images)
-        if names:
-            lookup = F.array(*[F.lit(n) for n in names])
-            idx = F.col("prediction").cast("int")
-            out = out.withColumn("label_name", F.when((idx >= 0) & (idx < len(names)), F.get(lookup, idx)))
-        with engine.job_tag(spark, LABEL_TAG), \
-                SparkProgress(spark, unit="tasks", job_tag=LABEL_TAG, enabled=not args.quiet, show_best=False):
-            t0 = time.perf_counter()
-            out.write.mode("overwrite").parquet(args.out)
-            seconds = time.perf_counter() - t0
-        written = spark.read.parquet(args.out)
-        rows_out = written.count()
-        n_errors = written.filter(F.col("error").isNotNull()).count()
+            result = label_images(spark, args.model, args.images, args.out, class_names=names, recursive=args.recursive,
+                                  partitions=args.partitions,
+                                  progress=lambda spark_, **kw: SparkProgress(spark_, enabled=not args.quiet, **kw))
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        rows_in, rows_out, n_errors, seconds = (result[k] for k in ("rows_in", "rows_out", "errors", "seconds"))
         print(f"rows in = {rows_in}, rows out = {rows_out}, {rows_in / seconds if seconds > 0 else float('nan'):.1f} images/s "
               f"({n_errors} with an error) -> {args.out}")
         if rows_in != rows_out:

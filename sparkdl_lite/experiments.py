@@ -1,0 +1,361 @@
+"""Experiments the command line runs, as library code: a tuning run with its default-vs-best
+comparison and report, and labeling a folder of images with a saved model.
+
+Spark-stage layer: it drives the stages and Spark ML's tuners through the engine; the CLI only
+parses arguments, starts the session and prints. A progress line is passed in as a factory (the CLI
+has one), so this module stays below the CLI.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from sparkdl_lite import __version__, engine
+
+__all__ = ["TuneSettings", "tune", "label_images", "TUNE_TAG", "LABEL_TAG"]
+
+TUNE_TAG = "sparkdl-lite-tune"
+LABEL_TAG = "sparkdl-lite-label"
+
+
+@dataclass
+class TuneSettings:
+    """What a tuning run trains: the grid, the network and the validation.
+
+    ``grid_items`` as :func:`sparkdl_lite.cli.parse_grid` gives them (``<layer>.<key>`` names are
+    layer params of ``model``); ``folds`` (CrossValidator) or ``fraction`` (TrainValidationSplit).
+    """
+
+    grid_items: List[Tuple[str, List[Any]]]
+    out_dir: str
+    model: Any = None
+    model_name: Optional[str] = None
+    architecture: str = "mlp"
+    epochs: int = 5
+    batch_size: int = 128
+    seed: int = 0
+    folds: Optional[int] = None
+    fraction: Optional[float] = 0.2
+    parallelism: Optional[int] = None
+    command: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class _NoProgress:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def set_best(self, *args: Any) -> None:
+        pass
+
+    def set_total(self, *args: Any) -> None:
+        pass
+
+
+def _plain_params(param_map: Any) -> Dict[str, Any]:
+    from sparkdl_lite.report import _plain
+
+    return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
+
+
+def _flat_params(param_map: Any) -> Dict[str, Any]:
+    """A param map as plain values, layerParams flattened to ``<layer>.<key>`` entries (as the results table has them)."""
+    out: Dict[str, Any] = {}
+    for name, value in _plain_params(param_map).items():
+        out.update(value if isinstance(value, dict) else {name: value})
+    return out
+
+
+def _test_accuracy(model: Any, test_df: Any) -> float:
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label",
+                                                  predictionCol=model.getPredictionCol())
+    return float(evaluator.evaluate(model.transform(test_df)))
+
+
+def _layer_default(est: Any, name: str) -> Any:
+    """The given model's own value of a layer param ``<layer>.<key>``."""
+    from sparkdl_lite.core.keras_model import _walk
+
+    path, key = name.rsplit(".", 1)
+    entry = dict(_walk(est._model_config["config"])).get(path)
+    return None if entry is None else entry["config"].get(key)
+
+
+def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Optional[Callable[..., Any]] = None,
+         log: Callable[[str], None] = lambda text: None, started: Optional[float] = None) -> Dict[str, Any]:
+    """Tune a TFClassifier on ``data`` (a :class:`sparkdl_lite.core.datasets.Dataset`) and write the report.
+
+    Runs Spark ML's CrossValidator or TrainValidationSplit over the grid (one Spark task per
+    model), refits the best, trains the default configuration when it is not the best, scores both
+    on the test rows, and writes ``best_model/``, ``results.csv``, ``results.json``,
+    ``sensitivity.png`` and ``report.md`` into ``settings.out_dir``.
+
+    Returns
+    -------
+    dict
+        ``best_params``, ``top`` (the best results row), ``test`` (default vs best), ``timing``,
+        ``cores``, ``out_dir``.
+
+    .. versionadded:: 0.2.0
+    """
+    t_start = time.perf_counter() if started is None else started  # the run's wall time counts from here
+    from sparkdl_lite import report as tn
+
+    grid_items = settings.grid_items
+    fraction = settings.fraction
+    out_dir = os.path.abspath(settings.out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+
+    from sparkdl_lite import classifier as clf
+    from sparkdl_lite.images import images_from_numpy
+
+    layer_items = [(n, v) for n, v in grid_items if "." in n]
+    if layer_items and settings.model is None:
+        raise ValueError(f"--grid: {layer_items[0][0]!r} is a layer param; it needs --model path/model.keras.")
+    if settings.model is not None:
+        user_model = settings.model
+        est = clf.TFClassifier(featuresCol="image", labelCol="label", model=user_model, epochs=settings.epochs,
+                               batchSize=settings.batch_size, seed=settings.seed)
+    else:
+        est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=settings.architecture,
+                               epochs=settings.epochs, batchSize=settings.batch_size, seed=settings.seed)
+    builder = ParamGridBuilder()
+    for name, values in grid_items:
+        if "." in name:
+            continue
+        if not est.hasParam(name):
+            raise ValueError(f"--grid: TFClassifier has no param {name!r}.")
+        builder.addGrid(est.getParam(name), values)
+    if layer_items:
+        from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
+
+        layer_grid = expand_layer_params(dict(layer_items))
+        for lp in layer_grid:
+            apply_layer_params(est._model_config, lp, "--grid")  # an unknown layer or key fails before Spark jobs
+        builder.addGrid(est.layerParams, layer_grid)
+    param_maps = builder.build()
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
+    parallelism = settings.parallelism or len(param_maps)
+    if settings.folds is not None:
+        tuner: Any = CrossValidator(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
+                                    numFolds=settings.folds, parallelism=parallelism, collectSubModels=True,
+                                    seed=settings.seed)
+        folds, how = settings.folds, f"{settings.folds}-fold cross-validation (CrossValidator)"
+    else:
+        tuner = TrainValidationSplit(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
+                                     trainRatio=1.0 - fraction, parallelism=parallelism, collectSubModels=True,
+                                     seed=settings.seed)
+        folds, how = 1, f"train/validation split, {fraction:.0%} held out (TrainValidationSplit)"
+
+    train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
+    test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
+    default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
+                      for n, _ in grid_items}
+    in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
+    n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
+    executors, cores = engine.cluster_shape(spark)
+    master = engine.master(spark)
+    log(f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
+          f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models, {how}; "
+          f"{master}, {cores} cores")
+
+    train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
+    progress = (progress_factory or _NoProgress)(spark, total=n_models if train_tag else None,
+                                                 unit="models" if train_tag else "tasks", job_tag=train_tag or TUNE_TAG)
+    with engine.job_tag(spark, TUNE_TAG):
+        with progress:
+            t_fit = time.perf_counter()
+            tuned = tuner.fit(train_df)
+            tuning_seconds = time.perf_counter() - t_fit
+            rows = tn.results_table(tuned)
+            top = tn.best_row(rows)
+            progress.set_best(top.get("mean"), "val acc")
+            best_model = tuned.bestModel
+            best_params = {n: top.get(n) for n in tn.param_names(rows)}
+            if best_params == default_values:
+                default_model = best_model  # the default won: do not train it twice
+                progress.set_total(n_models - 1 if train_tag else None)
+            else:
+                default_model = est.fit(train_df)
+            best_acc = _test_accuracy(best_model, test_df)
+            default_acc = best_acc if default_model is best_model else _test_accuracy(default_model, test_df)
+
+    best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
+    refit_seconds = tn.training_info(best_model).get("seconds")
+    sequential = tn.sequential_seconds(rows, [refit_seconds])
+    timing = {"tuning_seconds": tuning_seconds, "sequential_seconds": sequential,
+              "speedup": sequential / tuning_seconds if sequential and tuning_seconds > 0 else None,
+              "models": folds * len(param_maps) + 1,
+              "refit_seconds": refit_seconds}
+    err_d, err_b = 1.0 - default_acc, 1.0 - best_acc
+    test = {"default": {"params": default_values, "test_accuracy": default_acc, "test_error": err_d,
+                        "in_grid": in_grid},
+            "best": {"params": best_params, "test_accuracy": best_acc, "test_error": err_b},
+            "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
+    command = settings.command
+    tuned_names = {n for n, _ in grid_items}
+    network = ("model", os.path.basename(settings.model_name)) if settings.model_name else ("architecture", settings.architecture)
+    fixed = {k: v for k, v in (network, ("epochs", settings.epochs),
+                               ("batchSize", settings.batch_size), ("seed", settings.seed)) if k not in tuned_names}
+    setup = {
+        "command": f"`{command}`",
+        "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
+                f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
+                + ("0-255 pixel values into the model" if settings.model_name else "scaled by 1/255 in the graph"),
+        "validation": how,
+        "grid": f"{len(param_maps)} param maps: " + "; ".join(f"{n} = {v}" for n, v in grid_items),
+        "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
+        "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
+                                 + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
+        "Spark": f"master {master}{' (Spark Connect)' if engine.is_connect(spark) else ''}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
+                 f"Spark {spark.version}, sparkdl_lite {__version__}",
+    }
+    plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
+                                    title=f"{data.name}: validation error vs learning rate ({how.split(' (')[0]})")
+    total_seconds = time.perf_counter() - t_start
+    timing["total_seconds"] = total_seconds
+    tn.write_results(rows, out_dir, extra={"test": test, "timing": timing,
+                                           "setup": {k: v.strip("`") for k, v in setup.items()}})
+    tn.write_report(os.path.join(out_dir, "report.md"), rows, default=test["default"], best=test["best"],
+                    timing=timing, setup=setup, plot=os.path.basename(plot_path),
+                    title=f"sparkdl-lite tuning report: {data.name}")
+    return {"best_params": best_params, "top": top, "test": test, "timing": timing, "cores": cores, "out_dir": out_dir}
+
+
+# ============================================================================ labeling
+_KINDS = {"TFClassificationModel": "classifier", "PipelineModel": "pipeline", "TFImageTransformer": "image_transformer"}
+
+
+def _load_model(spark: Any, path: str) -> Tuple[str, Any]:
+    """Detect the saved stage's class from its metadata and load it with that class."""
+    from pyspark.ml.util import DefaultParamsReader
+
+    try:
+        metadata = DefaultParamsReader.loadMetadata(path, spark)
+    except Exception as exc:  # noqa: BLE001 - Spark raises Py4J / analysis errors for a missing path
+        raise FileNotFoundError(f"--model {path!r} is not a saved Spark ML stage (no readable metadata): "
+                         f"{str(exc).splitlines()[0]}") from None
+    cls_name = str(metadata.get("class", ""))
+    kind = _KINDS.get(cls_name.rsplit(".", 1)[-1])
+    if kind == "classifier":
+        from sparkdl_lite.classifier import TFClassificationModel
+
+        return kind, TFClassificationModel.load(path)
+    if kind == "pipeline":
+        from pyspark.ml import PipelineModel
+
+        return kind, PipelineModel.load(path)
+    if kind == "image_transformer":
+        from sparkdl_lite.transformers import TFImageTransformer
+
+        return kind, TFImageTransformer.load(path)
+    raise ValueError(f"--model {path!r} holds a {cls_name!r}; expected a TFClassificationModel, a PipelineModel "
+                     f"or a TFImageTransformer.")
+
+
+def _labeled(kind: str, model: Any, images: Any) -> Any:
+    """origin, prediction, probability (array<float>), error: one row per input row."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    origin = F.col("image.origin").alias("origin")
+    if kind == "image_transformer":
+        # The transformer nulls bad images itself and says why in <outputCol>_error.
+        model = model.copy({model.errorMode: "null", model.outputMode: "array"})
+        col = model.getOutputCol()
+        src = images if model.getInputCol() == "image" else images.withColumn(model.getInputCol(), F.col("image"))
+        out = model.transform(src)
+        scores = F.col(col)
+        pred = F.when(scores.isNotNull(), (F.array_position(scores, F.array_max(scores)) - 1).cast("double"))
+        return out.select(origin, pred.alias("prediction"), scores.cast(T.ArrayType(T.FloatType())).alias("probability"),
+                          F.col(f"{col}_error").alias("error"))
+    # Models that cannot take invalid images: send only the valid ones and union the rest back.
+    valid = F.col("image").isNotNull() & (F.col("image.height") > 0) & (F.col("image.width") > 0)
+    if kind == "classifier":
+        features = model.getFeaturesCol()
+        pred_col, prob_col = model.getPredictionCol(), model.getProbabilityCol()
+    else:
+        stages = [s for s in model.stages if s.hasParam("predictionCol")]
+        features = "image"
+        pred_col = stages[-1].getOrDefault("predictionCol") if stages else "prediction"
+        prob_col = stages[-1].getOrDefault("probabilityCol") if stages and stages[-1].hasParam("probabilityCol") else "probability"
+    good = images.filter(valid)
+    if features != "image":
+        good = good.withColumn(features, F.col("image"))
+    scored = model.transform(good)
+    if prob_col in scored.columns:
+        dt = scored.schema[prob_col].dataType
+        prob = vector_to_array(F.col(prob_col), "float32") if not isinstance(dt, T.ArrayType) else F.col(prob_col).cast(T.ArrayType(T.FloatType()))
+    else:
+        prob = F.lit(None).cast(T.ArrayType(T.FloatType()))
+    ok = scored.select(origin, F.col(pred_col).cast("double").alias("prediction"), prob.alias("probability"),
+                       F.lit(None).cast("string").alias("error"))
+    reason = F.when(F.col("image").isNull(), F.lit("no image (null row)")).otherwise(
+        F.lit("invalid image: Spark's image source could not decode the file (height -1, no data: an empty, truncated or unsupported file)"))
+    bad = images.filter(~valid | valid.isNull()).select(
+        origin, F.lit(None).cast("double").alias("prediction"), F.lit(None).cast(T.ArrayType(T.FloatType())).alias("probability"),
+        reason.alias("error"))
+    return ok.unionByName(bad)
+
+
+def label_images(spark: Any, model_path: str, images_path: str, out_path: str, *,
+                 class_names: Optional[Sequence[str]] = None, recursive: bool = False,
+                 partitions: Optional[int] = None, progress: Optional[Callable[..., Any]] = None) -> Dict[str, Any]:
+    """Label every image file under ``images_path`` with a saved model; write parquet to ``out_path``.
+
+    The model is a saved TFClassificationModel, PipelineModel or TFImageTransformer. Every input
+    row gives one output row: ``origin, prediction, probability, error`` (plus ``label_name`` with
+    ``class_names``); an image that cannot be decoded or scored gets nulls and the reason.
+
+    Returns
+    -------
+    dict
+        ``rows_in``, ``rows_out``, ``errors`` (rows with an error), ``seconds`` (the write).
+
+    .. versionadded:: 0.2.0
+    """
+    from pyspark.sql import functions as F
+
+    from sparkdl_lite.images import read_images
+
+    kind, model = _load_model(spark, model_path)
+    try:
+        images = read_images(spark, images_path, recursive=recursive)
+    except Exception as exc:  # noqa: BLE001 - an AnalysisException for a missing path
+        raise FileNotFoundError(f"--images {images_path!r}: {str(exc).splitlines()[0]}") from None
+    rows_in = images.count()
+    if partitions:
+        images = images.repartition(partitions)
+    else:
+        # The file source packs ~32 small images per partition; each partition is a task with its own
+        # Python/Arrow round trip, so merge them to ~4,096 images a task, but keep every core busy.
+        n = engine.num_partitions(images)
+        target = max(engine.default_parallelism(spark), -(-rows_in // 4096))
+        if n is None or target < n:  # Connect does not tell the partition count: coalesce never grows it
+            images = images.coalesce(target)
+    out = _labeled(kind, model, images)
+    if class_names:
+        lookup = F.array(*[F.lit(n) for n in class_names])
+        idx = F.col("prediction").cast("int")
+        out = out.withColumn("label_name", F.when((idx >= 0) & (idx < len(class_names)), F.get(lookup, idx)))
+    with engine.job_tag(spark, LABEL_TAG), \
+            (progress or _NoProgress)(spark, unit="tasks", job_tag=LABEL_TAG, show_best=False):
+        t0 = time.perf_counter()
+        out.write.mode("overwrite").parquet(out_path)
+        seconds = time.perf_counter() - t0
+    written = spark.read.parquet(out_path)
+    return {"rows_in": rows_in, "rows_out": written.count(), "errors": written.filter(F.col("error").isNotNull()).count(),
+            "seconds": seconds}
