@@ -183,3 +183,31 @@ def test_200mb_graph_on_connect(spark, tmp_path):
     from test_big_graph import check_big_graph
 
     assert check_big_graph(spark, tmp_path) is True
+
+
+def test_progress_line_and_cli_on_connect(spark, tmp_path, capsys):
+    import io
+    import time
+
+    from sparkdl_lite import cli
+    from sparkdl_lite.cli.progress import SparkProgress
+
+    stream = io.StringIO()
+    with engine.job_tag(spark, "progress-test"), \
+            SparkProgress(spark, total=4, unit="tasks", job_tag="progress-test", stream=stream, interval=0.1):
+        spark.range(0, 4, 1, 4).mapInArrow(lambda it: (time.sleep(0.3) or b for b in it), "id long").collect()
+    assert stream.getvalue().strip().splitlines()[-1].startswith("tasks 4/4 | best – | elapsed ")
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        pytest.skip("Fashion-MNIST is not installed")
+    images = tmp_path / "images"
+    assert cli.main(["images", "--data", "fashion-mnist", "--limit", "5", "--out", str(images)]) == 0
+    scorer = TFImageTransformer(graph=TFGraph.from_keras(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                                                           keras.layers.Dense(10, activation="softmax")])),
+                                inputCol="image", outputCol="p", channelOrder="L")
+    scorer.write().overwrite().save(str(tmp_path / "scorer"))
+    capsys.readouterr()
+    assert cli.main(["label", "--model", str(tmp_path / "scorer"), "--images", str(images),
+                     "--out", str(tmp_path / "labels.parquet")]) == 0  # the running Connect session is used
+    captured = capsys.readouterr()
+    assert "rows in = 5, rows out = 5" in captured.out
+    assert "tasks " in captured.err  # the progress line, fed by Connect's progress handler
