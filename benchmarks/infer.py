@@ -134,7 +134,8 @@ def make_pbu(case: Case, task_threads: bool):
     def make_predict_fn():
         from pyspark import TaskContext
 
-        from sparkdl_lite import TFGraph, runtime
+        from sparkdl_lite import TFGraph
+        from sparkdl_lite.core import runtime
 
         if task_threads:  # what our stages do; the docs leave TF's default (all cores per worker)
             ctx = TaskContext.get()
@@ -186,7 +187,9 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int,
     from pyspark import StorageLevel
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
-    sc = spark.sparkContext
+    from sparkdl_lite import engine
+
+    connect = engine.is_connect(spark)
     raw_run = case.graph.load()
     all_fns = spark_paths(case)
     fns = {k: all_fns[k] for k in kinds}
@@ -198,6 +201,9 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int,
         return spark.read.parquet(path)
 
     def spark_pass(kind: str, df: Any, fn: Callable[[Any], Any] = consume) -> Any:
+        if connect:  # no SparkContext: the paths share one pool of Python workers
+            return fn(fns[kind](df))
+        sc = spark.sparkContext
         sc.environment[POOL_ENV] = kind  # this path's own Python worker pool
         try:
             return fn(fns[kind](df))
@@ -231,9 +237,9 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int,
         t0 = time.perf_counter()
         n = df.count()
         cached[kind] = df
-        print(f"  [{case.name}] cached {kind}: {n} rows, {df.rdd.getNumPartitions()} partitions, "
+        print(f"  [{case.name}] cached {kind}: {n} rows, {engine.num_partitions(df)} partitions, "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-    parts = {kind: reader(kind).rdd.getNumPartitions() for kind in cached}
+    parts = {kind: engine.num_partitions(reader(kind)) for kind in cached}
 
     def timed(path: str) -> float:
         if path == "raw":
@@ -303,6 +309,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--batch-size", help=f"rows per graph call, same forms (default {DEFAULT_BATCH})")
     ap.add_argument("--arrow-batch", help=f"spark.sql.execution.arrow.maxRecordsPerBatch, same forms (default {DEFAULT_ARROW})")
     ap.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    ap.add_argument("--remote", default=None, help="run on Spark Connect instead: e.g. local[2] (a local Connect server) "
+                                                   "or sc://host:port; the paths then share one Python worker pool")
     ap.add_argument("--models", default="small,mobilenet", help="comma-separated subset of small,mobilenet")
     ap.add_argument("--paths", default=",".join(KINDS), help=f"Spark paths to run, a subset of {','.join(KINDS)} (raw always runs)")
     ap.add_argument("--pipelined", action="store_true", help="set spark.python.udf.pipelined.enabled=true (Spark >= 4.1)")
@@ -335,9 +343,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "spark.sql.files.maxPartitionBytes": str(2**30)}
     if args.pipelined:
         conf["spark.python.udf.pipelined.enabled"] = "true"
-    spark = common.spark_session(args.master, conf)
+    if args.remote:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.remote(args.remote).getOrCreate()
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(2**30))
+    else:
+        spark = common.spark_session(args.master, conf)
     workdir = args.workdir or tempfile.mkdtemp(prefix="sparkdl-lite-infer-")
-    results: Dict[str, Any] = {"machine": info, "master": args.master, "task_slots": slots, "repeats": args.repeats,
+    results: Dict[str, Any] = {"machine": info, "master": f"remote {args.remote}" if args.remote else args.master, "task_slots": slots, "repeats": args.repeats,
                                "pipelined": bool(args.pipelined),
                                "command": " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
                                "models": {}}

@@ -9,11 +9,13 @@ hidden-layer grid) on a Fashion-MNIST sample, each sized to train for >= 20 s on
 (c) by ``TFClassifier.fitMultiple`` on ``local[2]`` (one task per configuration, 1 core each);
 (d) by ``TFClassifier.fitMultiple`` on ``local-cluster[2,1,2048]`` (two executor JVMs of one core),
     timed after both executors have registered;
+(e) by ``TFClassifier.fitMultiple`` on a Spark Connect session (``remote("local[2]")``: a local
+    Connect server, its own local[2] driver); wall time only (no status tracker on Connect);
 (p) without Spark, in as many plain processes as there are task slots, each training its share of
     the configurations with TF on one thread, started together after TF and the data are loaded:
     what this machine gives two concurrent trainings, i.e. the bound for (c) and (d);
 
-(c) and (d) are then timed a second time in the same session (``warm``): the Python workers have
+(c), (d) and (e) are then timed a second time in the same session (``warm``): the Python workers have
 TensorFlow loaded, as for CrossValidator's later folds or a second tuning run. ``CrossValidator``
 (3 folds, ``parallelism=K``) runs the same grid on ``local[2]``. Reported: wall times; speed-up of
 (c), (d) over (a) and (b); parallel efficiency (speed-up over (b) / task slots); per-task overhead =
@@ -43,7 +45,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULT = "RESULT "
-VARIANTS = ("a", "b", "p", "c", "d", "warm", "cv")
+VARIANTS = ("a", "b", "p", "c", "d", "e", "warm", "cv")
 NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
          "To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
@@ -278,6 +280,43 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
     return result
 
 
+def child_connect(args: argparse.Namespace) -> Dict[str, Any]:
+    """(e) fitMultiple on a Spark Connect session served from ``args.master`` (wall times; no status tracker)."""
+    from pyspark.sql import SparkSession
+
+    from sparkdl_lite import images_from_numpy
+
+    t_start = time.perf_counter()
+    spark = SparkSession.builder.remote(args.master).getOrCreate()
+    result: Dict[str, Any] = {"variant": args.variant, "master": f"remote {args.master}", "slots": int(args.slots),
+                              "session_start_s": time.perf_counter() - t_start}
+    try:
+        x, y = load_data(args)
+        df = images_from_numpy(spark, x, y, num_partitions=int(args.slots)).cache()
+        df.count()
+        spark.range(0, int(args.slots), 1, int(args.slots)).selectExpr("id").toPandas()
+        clf = make_classifier(args)
+        maps = grid_maps(clf, args)
+
+        def timed_fit() -> Dict[str, Any]:
+            t0 = time.perf_counter()
+            it = clf.fitMultiple(df, maps)
+            t1 = time.perf_counter()
+            models: List[Any] = [None] * len(maps)
+            for index, model in it:
+                models[index] = model
+            t2 = time.perf_counter()
+            runs = [{"train_s": m.trainingInfo["seconds"], "seconds": m.trainingInfo["seconds"]} for m in models]
+            return {"wall_s": t2 - t0, "driver_prepare_s": t1 - t0, "train_job_s": t2 - t1, "runs": runs}
+
+        result.update(timed_fit())
+        if args.warm:
+            result["warm"] = timed_fit()
+    finally:
+        spark.stop()
+    return result
+
+
 # ----------------------------------------------------------------------------------------- parent
 def run_child(variant: str, extra: List[str], args: argparse.Namespace) -> Dict[str, Any]:
     cmd = _child_cmd(variant, args) + extra
@@ -365,7 +404,7 @@ def summarize(res: Dict[str, Any], slots: int) -> Dict[str, Any]:
     s: Dict[str, Any] = {}
     a, b = res.get("a"), res.get("b")
     pp = res.get("p")
-    for v in ("p", "c", "c_warm", "d", "d_warm"):
+    for v in ("p", "c", "c_warm", "d", "d_warm", "e", "e_warm"):
         r = _variant(res, v)
         if not r:
             continue
@@ -402,9 +441,10 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
     names = {"a": "(a) sequential, TF on all cores", "b": "(b) sequential, TF on 1 thread",
              "p": f"(p) {slots} plain processes, no Spark", "c": "(c) fitMultiple, local[2]",
              "d": "(d) fitMultiple, local-cluster[2,1,2048]", "c_warm": "(c) again, same session (warm workers)",
-             "d_warm": "(d) again, same session (warm workers)"}
+             "d_warm": "(d) again, same session (warm workers)", "e": "(e) fitMultiple, Spark Connect (local[2])",
+             "e_warm": "(e) again, same Connect session (warm workers)"}
     rows = []
-    for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm"):
+    for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm", "e", "e_warm"):
         r = _variant(res, v)
         if not r:
             continue
@@ -420,7 +460,7 @@ def report(res: Dict[str, Any], summ: Dict[str, Any], slots: int) -> str:
     out = [common.table(rows, ["variant", "wall s", "speed-up vs (a)", "vs (b)", f"efficiency (/{slots})",
                                "task overhead outside train(), all", "cold worker", "warm worker",
                                "build+freeze in train()", "speed vs (p)"])]
-    for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm"):
+    for v in ("a", "b", "p", "c", "c_warm", "d", "d_warm", "e", "e_warm"):
         r = _variant(res, v)
         if r:
             per = ", ".join(f"{x.get('train_s', x.get('seconds')):.1f}" for x in r["runs"])
@@ -478,6 +518,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             out = child_sequential(args)
         elif args.child == "p":
             out = child_plain_shard(args)
+        elif args.child == "e":
+            out = child_connect(args)
         else:
             out = child_spark(args)
         print(RESULT + json.dumps(out), flush=True)
@@ -504,6 +546,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         res["c"] = run_child("c", extra, args)
     if "d" not in skip:
         res["d"] = run_child("d", ["--master", args.cluster, "--slots", str(cluster_slots)] + warm, args)
+    if "e" not in skip:
+        res["e"] = run_child("e", ["--master", args.master, "--slots", str(slots)] + warm, args)
     summ = summarize(res, slots)
     payload = {"machine": info, "args": {k: v for k, v in vars(args).items()
                                          if k not in ("child", "threads", "variant", "cv", "warm", "shard", "shards")},
