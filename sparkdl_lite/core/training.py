@@ -45,20 +45,22 @@ def hyperparam_problem(name: str, value: Any) -> Optional[str]:
     """Why ``value`` is out of range for hyperparameter ``name`` (a message tail), or None when it is fine."""
     spec = HYPERPARAMS[name]
     kind = spec["kind"]
+    bound = {k: f"{spec[k]:g}" for k in ("min", "above", "below") if k in spec}  # 0, not 0.0, in messages
     if kind == "choice":
         return None if value in spec["choices"] else f"must be one of {list(spec['choices'])}; got {value!r}."
     if kind == "int_list":
-        return None if all(v >= spec["min"] for v in value) else f"must hold ints >= {spec['min']}; got {value!r}."
+        return None if all(v >= spec["min"] for v in value) else f"must hold ints >= {bound['min']}; got {value!r}."
     if kind == "float" and not math.isfinite(float(value)):
         return f"must be a finite number; got {value!r}."
     if "min" in spec and value < spec["min"]:
-        return f"must be {'an int' if kind == 'int' else 'a number'} >= {spec['min']}; got {value!r}."
+        return f"must be {'an int' if kind == 'int' else 'a number'} >= {bound['min']}; got {value!r}."
     if "above" in spec and not value > spec["above"]:
-        return f"must be > {spec['above']}; got {value!r}."
+        return f"must be > {bound['above']}; got {value!r}."
     if "below" in spec and not value < spec["below"]:
-        low = spec.get("min", spec.get("above"))
-        return f"must be in [{low}, {spec['below']}); got {value!r}." if kind == "float" else f"must be < {spec['below']}; got {value!r}."
+        low = bound.get("min", bound.get("above"))
+        return f"must be in [{low}, {bound['below']}); got {value!r}." if kind == "float" else f"must be < {spec['below']}; got {value!r}."
     return None
+
 
 _WHO = "training"
 
