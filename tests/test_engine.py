@@ -48,30 +48,33 @@ _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from conftest import spark_builder
-import numpy as np
 import tensorflow as tf
-from sparkdl_lite import TFGraph, TFTransformer
-spark = spark_builder("local[1]").getOrCreate()
+from sparkdl_lite import TFGraph, TFTransformer, engine
 g = TFGraph.from_function(lambda v: {{"y": v * 2.0}}, [tf.TensorSpec([None, 2], tf.float32, name="v")])
-df = spark.createDataFrame([([1.0, 2.0],)], "v array<float>")
-try:
-    TFTransformer(graph=g, inputMapping={{"v": "v"}}, outputMapping={{"y": "y"}}).transform(df).collect()
-    print("NO ERROR")
-except RuntimeError as exc:
-    print("ERROR", exc)
-spark.stop()
+for point in {points!r}:
+    engine._checked.clear()
+    # the executors' environment (a running JVM keeps the one it started with)
+    spark = spark_builder("local[1]").config("spark.executorEnv.SPARKDL_LITE_FAILPOINTS", point).getOrCreate()
+    df = spark.createDataFrame([([1.0, 2.0],)], "v array<float>")
+    try:
+        TFTransformer(graph=g, inputMapping={{"v": "v"}}, outputMapping={{"y": "y"}}).transform(df).collect()
+        print("NO ERROR", point)
+    except RuntimeError as exc:
+        print("ERROR", point, exc)
+    spark.stop()
 """
 
+CASES = {"executor_missing=tensorflow": "TensorFlow is not installed in the executors' Python",
+         "executor_missing=sparkdl_lite": "sparkdl_lite is not installed in the executors' Python",
+         "executor_version=0.0.9": "has sparkdl_lite 0.0.9 but this driver has"}
 
-@pytest.mark.parametrize("point, message", [
-    ("executor_missing=tensorflow", "TensorFlow is not installed in the executors' Python"),
-    ("executor_missing=sparkdl_lite", "sparkdl_lite is not installed in the executors' Python"),
-    ("executor_version=0.0.9", "has sparkdl_lite 0.0.9 but this driver has"),
-])
-def test_executors_without_our_packages_give_one_clear_error(tmp_path, point, message):
-    env = dict(os.environ, SPARKDL_LITE_FAILPOINTS=point, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    proc = subprocess.run([sys.executable, "-c", _CHILD.format(tests=HERE)], capture_output=True, text=True,
-                          env=env, timeout=300)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith(("ERROR", "NO ERROR"))), proc.stderr[-2000:])
-    assert line.startswith("ERROR") and message in line, line
-    assert "Traceback" not in line
+
+def test_executors_without_our_packages_give_one_clear_error():
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
+    code = _CHILD.format(tests=HERE, points=list(CASES))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=400)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith(("ERROR", "NO ERROR"))]
+    assert len(lines) == len(CASES), proc.stderr[-3000:]
+    for line, (point, message) in zip(lines, CASES.items()):
+        assert line.startswith(f"ERROR {point} ") and message in line, line
+        assert "Traceback" not in line
