@@ -861,7 +861,9 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             estimators.append(est)
         variants = self._model_variants(estimators, where)
         spark = tasks[0][0].sparkSession
-        engine.check_executors(spark)  # one clear error if the executors lack sparkdl_lite or TensorFlow
+        # One clear error if the executors lack sparkdl_lite or TensorFlow; on a session's first fit it also
+        # imports TensorFlow in every Python worker while the driver collects the data below.
+        check = engine.check_executors(spark, background=True)
         data: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
         data_key: List[int] = []
         classes: Dict[int, int] = {}
@@ -874,6 +876,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 data[key] = (x, y)
                 classes[key] = _num_classes(dataset, label, y)
             data_key.append(key)
+        check.wait()
         from sparkdl_lite.core.keras_model import ModelInfo
 
         archives: Dict[str, bytes] = {}

@@ -558,30 +558,70 @@ def _probe_function() -> Callable[..., Any]:
     return namespace["probe"]
 
 
-def check_executors(spark: Any) -> None:
+class _Check:
+    """A running executors' check: :meth:`wait` raises its clear error, if any."""
+
+    def __init__(self, run: Callable[[], None], background: bool) -> None:
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+        if background:
+            self._thread = threading.Thread(target=self._call, args=(run,), name="sparkdl-lite-check", daemon=True)
+            self._thread.start()
+        else:
+            run()  # raises here
+
+    def _call(self, run: Callable[[], None]) -> None:
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+
+
+def check_executors(spark: Any, *, background: bool = False) -> _Check:
     """Fail with one clear error when the executors' Python lacks sparkdl_lite or TensorFlow, or has another version.
 
-    Runs one tiny job the first time a session trains or scores (cached per session). Without it a
-    missing package surfaces as a deep unpickling traceback from inside a task.
+    Runs one tiny job the first time a session trains or scores (cached per session), one task per
+    task slot, each importing TensorFlow: without it a missing package surfaces as a deep
+    unpickling traceback from inside a task. With ``background=True`` the job runs in a thread
+    while the caller goes on (the classifier collects its data meanwhile), so the Python workers'
+    TensorFlow import, ~5-9 s on a fresh worker, overlaps the driver's work instead of delaying
+    the first training task; call ``.wait()`` before the job that needs the workers.
     """
     from sparkdl_lite import __version__
 
     key = (id(spark), str(getattr(spark, "session_id", "")))
     if _checked.get(key):
-        return
-    schema = ("python string, executable string, sparkdl_lite string, sparkdl_lite_error string, "
-              "tensorflow string, tensorflow_error string")
-    with job_description(spark, "sparkdl_lite: check the executors' Python packages"):
-        row = spark.range(0, 1, 1, 1).mapInArrow(_probe_function(), schema).collect()[0]
+        return _Check(lambda: None, background=False)
+    slots = max(1, default_parallelism(spark))
+
+    def run() -> None:
+        schema = ("python string, executable string, sparkdl_lite string, sparkdl_lite_error string, "
+                  "tensorflow string, tensorflow_error string")
+        with job_description(spark, "sparkdl_lite: check the executors' Python packages (and import TensorFlow there)"):
+            rows = spark.range(0, slots, 1, slots).mapInArrow(_probe_function(), schema).collect()
+        for row in rows:
+            _raise_for(row, __version__)
+        _checked[key] = True
+
+    return _Check(run, background=background)
+
+
+def _raise_for(row: Any, version: str) -> None:
     where = f"the executors' Python ({row.executable}, Python {row.python})"
     if row.sparkdl_lite is None:
         raise RuntimeError(f"sparkdl_lite is not installed in {where}: {row.sparkdl_lite_error}. Install the same "
-                           f"version as the driver on every executor (pip install 'sparkdl_lite[cpu]=={__version__}'), "
+                           f"version as the driver on every executor (pip install 'sparkdl_lite[cpu]=={version}'), "
                            f"or point spark.pyspark.python / PYSPARK_PYTHON at a Python that has it.")
     if row.tensorflow is None:
         raise RuntimeError(f"TensorFlow is not installed in {where}: {row.tensorflow_error}. Install it on every "
                            f"executor: pip install 'sparkdl_lite[cpu]' (or [gpu]).")
-    if row.sparkdl_lite != __version__:
-        raise RuntimeError(f"{where} has sparkdl_lite {row.sparkdl_lite} but this driver has {__version__}; install "
+    if row.sparkdl_lite != version:
+        raise RuntimeError(f"{where} has sparkdl_lite {row.sparkdl_lite} but this driver has {version}; install "
                            f"the same version everywhere (models and task code change between versions).")
-    _checked[key] = True

@@ -126,8 +126,11 @@ def test_rgb_images_reach_a_binary_sigmoid_model_unscaled(spark, photo_patches, 
 
 
 def test_refused_on_the_driver_without_a_training_job(spark, dfs):
+    from sparkdl_lite import engine
+
     train_df = dfs[0]
     net = two_branch()
+    engine.check_executors(spark)  # the session's one-time executors' check is not what this test counts
     before = job_count(spark)
     with pytest.raises(ValueError, match=r"no layer 'nope'\. Layers: \['base'"):
         TFClassifier(model=net, layerParams={"nope.units": 3}).fit(train_df)
