@@ -1,5 +1,5 @@
 """sparkdl_lite: TensorFlow models as Spark ML stages, for distributed tuning and deployment at scale."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier  # noqa: E402
 from sparkdl_lite.core.graph import TFGraph  # noqa: E402

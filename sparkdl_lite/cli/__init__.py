@@ -403,7 +403,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Examples
     --------
     >>> main(["--version"])  # doctest: +SKIP
-    0.1.0
+    0.2.0
     0
 
     .. versionadded:: 0.1.0
