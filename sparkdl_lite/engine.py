@@ -267,6 +267,8 @@ class TaskCounter:
                 def handler(stages: Any, inflight_tasks: int, operation_id: str, done: bool) -> None:
                     total = sum(int(getattr(st, "num_tasks", 0)) for st in stages)
                     finished = sum(int(getattr(st, "num_completed_tasks", 0)) for st in stages)
+                    if done:  # the last report may come before the last task's; a done operation ran them all
+                        finished = total
                     with self._lock:
                         self._ops[operation_id] = (finished, total)
 
