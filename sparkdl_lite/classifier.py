@@ -688,13 +688,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
     def _load_files(self, files: Dict[str, bytes]) -> None:
         if MODEL_FILE in files:
-            from sparkdl_lite.core import keras_model
-
-            model = keras_model.from_archive(files[MODEL_FILE])
-            self._keras_archive = files[MODEL_FILE]
-            self._keras_obj = model
-            self._model_info = keras_model.check_model(model)
-            self._model_config = keras_model._serialize(model)
+            self.setModel(files[MODEL_FILE])  # archive bytes: loaded in safe mode and checked, as given
 
     def write(self) -> StageDataWriter:
         """Params as Spark ML JSON metadata; a model as ``data/model.keras`` (Keras' archive, no pickle)."""
@@ -867,10 +861,11 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         data: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
         data_key: List[int] = []
         classes: Dict[int, int] = {}
+        collected: Dict[Tuple[int, str, str], int] = {}  # (DataFrame, featuresCol, labelCol) -> data key
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
-            key = next((k for k, (d, _, _) in enumerate(tasks[:i]) if d is dataset), i)
+            features, label = est.getFeaturesCol(), est.getLabelCol()
+            key = collected.setdefault((id(dataset), features, label), i)
             if key == i:
-                features, label = est.getFeaturesCol(), est.getLabelCol()
                 with engine.job_description(spark, f"TFClassifier {self.uid}: collect features for {n} task(s)"):
                     x, y = _collect(dataset, features, label, kinds[i])
                 data[key] = (x, y)
@@ -932,8 +927,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 # One row and one partition per task. mapInArrow (not an RDD map) runs in the same
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
                 profile = _lone_task_profile(spark, n)
-                jobs = spark.range(0, n, 1, n)
-                jobs = jobs.mapInArrow(task, _RESULT_SCHEMA, profile=profile) if profile else jobs.mapInArrow(task, _RESULT_SCHEMA)
+                jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA, profile=profile)
                 with engine.job_tag(spark, TRAIN_JOB_TAG), \
                         engine.job_description(spark, f"TFClassifier {uid}: train {n} param map(s)"):
                     table = jobs.toArrow()  # the CLI's progress line counts the tagged job's tasks as models
@@ -984,7 +978,6 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             out[key] = keras_model.ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units,
                                              activation=activation, loss=self._model_info.loss)
         return out
-
 
 
 def _digest(data: bytes) -> str:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from pyspark.ml.evaluation import BinaryClassificationEvaluator, MulticlassClassificationEvaluator
 from pyspark.ml.functions import array_to_vector
+from pyspark.sql import functions as F
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
 from sparkdl_lite.core.datasets import load_digits_split
@@ -281,3 +282,13 @@ def test_model_and_estimator_save_load_round_trip(spark, small_df, tmp_path):
     clf2 = TFClassifier.load(str(tmp_path / "clf"))
     assert clf2.uid == clf.uid and clf2.extractParamMap() == clf.extractParamMap()
     assert clf2.getInputShape() is None and clf2.getHiddenLayers() == [8]
+
+
+def test_param_maps_naming_other_columns_of_one_dataframe_train_on_their_own(spark, small_df):
+    from pyspark.ml.functions import vector_to_array
+
+    df = small_df.withColumn("half", F.slice(vector_to_array("features"), 1, 32))
+    clf = TFClassifier(hiddenLayers=[8], epochs=1)
+    models = dict(clf.fitMultiple(df, [{}, {clf.featuresCol: "half"}]))
+    assert models[0].graph.tensor("features:0").shape[1:] == (64,)
+    assert models[1].graph.tensor("features:0").shape[1:] == (32,)
