@@ -179,7 +179,7 @@ class Shipped:
         return f"Shipped({self.key[:12]}, {self.size} bytes, {how})"
 
 
-_uploaded: Dict[Tuple[int, str], str] = {}
+_uploaded: set = set()  # (session, content hash) already added as an artifact: names cannot be reused
 _upload_lock = threading.Lock()
 
 
@@ -189,15 +189,15 @@ def ship(spark: Any, data: bytes) -> Shipped:
     if not is_connect(spark):
         return Shipped(key, len(data), broadcast=spark.sparkContext.broadcast(data))
     name = f"sparkdl_lite-{key}.bin"
-    session_key = (id(spark), str(getattr(spark, "session_id", "")))
+    uploaded = (id(spark), str(getattr(spark, "session_id", "")), key)
     with _upload_lock:
-        if _uploaded.get(session_key + (key,)) is None:  # type: ignore[operator]
+        if uploaded not in _uploaded:
             with tempfile.TemporaryDirectory(prefix="sparkdl_lite_ship_") as tmp:
                 path = os.path.join(tmp, name)
                 with open(path, "wb") as f:
                     f.write(data)
                 spark.addArtifacts(path, file=True)
-            _uploaded[session_key + (key,)] = name  # type: ignore[index]
+            _uploaded.add(uploaded)
     return Shipped(key, len(data), artifact=name)
 
 
