@@ -541,10 +541,7 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         mode = self.getOutputMode()
         value_type = image_schema() if mode == "image" else T.ArrayType(T.FloatType())
         return_type = T.StructType([T.StructField("value", value_type, True), T.StructField("error", T.StringType(), True)])
-        options = {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
-                   "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
-                   "mode": mode}
-        udf = _image_udf(shipped, graph.digest, spec, options, return_type)
+        udf = _image_udf(shipped, graph.digest, spec, self._udf_options(mode), return_type)
         out = dataset.withColumn(_TMP, udf.asNondeterministic()(F.col(self.getInputCol())))
         value = F.col(f"{_TMP}.value")
         vec = F.when(value.isNull(), F.lit(None)).otherwise(array_to_vector(value))  # array_to_vector fails on null
@@ -552,6 +549,12 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         if self.getErrorMode() == "null":
             out = out.withColumn(spec["err_col"], F.col(f"{_TMP}.error"))
         return out.drop(_TMP)
+
+    def _udf_options(self, mode: str, value_only: bool = False) -> Dict[str, Any]:
+        """What the image UDF needs of this stage's params (``value_only``: the output alone, for SQL)."""
+        return {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
+                "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
+                "mode": mode, "value_only": value_only}
 
     def registerUDF(self, spark: Any, name: str) -> Any:
         """Register this stage as the SQL function ``name(image)`` on ``spark`` (classic or Connect).
@@ -580,9 +583,7 @@ class TFImageTransformer(Transformer, _TFImageTransformerParams, HasGraph, MLRea
         shipped = engine.ship(spark, graph.to_bytes())
         mode = self.getOutputMode()
         value_type = image_schema() if mode == "image" else T.ArrayType(T.FloatType())
-        options = {"channel_order": self.getChannelOrder(), "resize": self.getResize(), "scale": self.getScale(),
-                   "offset": self.getOffset(), "batch_size": self.getBatchSize(), "fail": self.getErrorMode() == "fail",
-                   "mode": "array" if mode == "vector" else mode, "value_only": True}
+        options = self._udf_options("array" if mode == "vector" else mode, value_only=True)
         udf = _image_udf(shipped, graph.digest, spec, options, value_type).asNondeterministic()
         return spark.udf.register(name, udf)
 
