@@ -206,6 +206,18 @@ def _overheads(models: List[Any], tasks: List[Dict[str, Any]], seen_pids: set) -
     return rows
 
 
+def _fit_multiple(clf: Any, df: Any, maps: List[Any]) -> Any:
+    """``fitMultiple`` timed from the call: (models by index, wall / driver-prepare / train-job seconds)."""
+    t0 = time.perf_counter()
+    it = clf.fitMultiple(df, maps)
+    t1 = time.perf_counter()
+    models: List[Any] = [None] * len(maps)
+    for index, model in it:
+        models[index] = model
+    t2 = time.perf_counter()
+    return models, {"wall_s": t2 - t0, "driver_prepare_s": t1 - t0, "train_job_s": t2 - t1}
+
+
 def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
     """(c) / (d) fitMultiple on ``args.master``; with ``--cv`` also CrossValidator (3 folds)."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
@@ -238,16 +250,9 @@ def child_spark(args: argparse.Namespace) -> Dict[str, Any]:
 
         def timed_fit(group: str) -> Dict[str, Any]:
             sc.setJobGroup(group, "fitMultiple")
-            t0 = time.perf_counter()
-            it = clf.fitMultiple(df, maps)
-            t1 = time.perf_counter()
-            models: List[Any] = [None] * len(maps)
-            for index, model in it:
-                models[index] = model
-            t2 = time.perf_counter()
+            models, times = _fit_multiple(clf, df, maps)
             stages = _training_stages(sc, group)
-            return {"wall_s": t2 - t0, "driver_prepare_s": t1 - t0, "train_job_s": t2 - t1,
-                    "runs": _overheads(models, [t for st in stages for t in st["tasks"]], seen), "stages": stages}
+            return {**times, "runs": _overheads(models, [t for st in stages for t in st["tasks"]], seen), "stages": stages}
 
         result.update(timed_fit(f"fit-{args.variant}"))
         if args.warm:  # the same fit again in this session: the Python workers have TF loaded now
@@ -299,15 +304,9 @@ def child_connect(args: argparse.Namespace) -> Dict[str, Any]:
         maps = grid_maps(clf, args)
 
         def timed_fit() -> Dict[str, Any]:
-            t0 = time.perf_counter()
-            it = clf.fitMultiple(df, maps)
-            t1 = time.perf_counter()
-            models: List[Any] = [None] * len(maps)
-            for index, model in it:
-                models[index] = model
-            t2 = time.perf_counter()
-            runs = [{"train_s": m.trainingInfo["seconds"], "seconds": m.trainingInfo["seconds"]} for m in models]
-            return {"wall_s": t2 - t0, "driver_prepare_s": t1 - t0, "train_job_s": t2 - t1, "runs": runs}
+            models, times = _fit_multiple(clf, df, maps)
+            return {**times, "runs": [{"train_s": m.trainingInfo["seconds"], "seconds": m.trainingInfo["seconds"]}
+                                      for m in models]}
 
         result.update(timed_fit())
         if args.warm:
