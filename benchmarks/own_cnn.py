@@ -1,4 +1,4 @@
-"""Write the user-written Fashion-MNIST CNN (batch norm, dropout, named layers) as a .keras file.
+"""Write the user-written Fashion-MNIST CNN (batch norm, dropout, a random flip, named layers) as a .keras file.
 
     .venv/bin/python benchmarks/own_cnn.py out/own_cnn.keras
 
@@ -20,7 +20,8 @@ def build(hidden: int = 128, filters: int = 64, seed: int = 0):
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((28, 28, 1), name="pixels")
-    h = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    h = layers.RandomFlip("horizontal", seed=seed, name="flip")(inputs)  # augmentation: active in fit only
+    h = layers.Rescaling(1 / 255.0, name="rescale")(h)
     h = conv_bn(h, 32, "conv1")
     h = conv_bn(h, 32, "conv1b")
     h = layers.MaxPooling2D(2, name="pool1")(h)

@@ -106,6 +106,11 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         Params._dummy(), "optimizer",
         "Keras optimizer: 'adam', 'sgd' or 'rmsprop'.",
         typeConverter=TypeConverters.toString)
+    learningRateSchedule: Param[str] = Param(
+        Params._dummy(), "learningRateSchedule",
+        "How the step size moves during a fit: 'constant' (learningRate throughout) or 'cosine' (from "
+        "learningRate down to 0 along a half cosine over the fit's steps; a warm start decays anew).",
+        typeConverter=TypeConverters.toString)
     epochs: Param[int] = Param(
         Params._dummy(), "epochs",
         "Passes over the training data (>= 1).",
@@ -179,6 +184,9 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
     def getEpochs(self) -> int:
         return self.getOrDefault(self.epochs)
 
+    def getLearningRateSchedule(self) -> str:
+        return self.getOrDefault(self.learningRateSchedule)
+
     def getInputShape(self) -> Optional[List[int]]:
         return self.getOrDefault(self.inputShape)
 
@@ -225,7 +233,7 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
         return {"architecture": self.getArchitecture(), "hidden_layers": list(self.getHiddenLayers()),
                 "conv_filters": list(self.getConvFilters()), "dropout": float(self.getDropout()),
                 "learning_rate": float(self.getLearningRate()), "optimizer": self.getOptimizer(),
-                "batch_size": int(self.getBatchSize()), "epochs": int(self.getEpochs()),
+                "learning_rate_schedule": self.getLearningRateSchedule(), "batch_size": int(self.getBatchSize()), "epochs": int(self.getEpochs()),
                 "input_shape": None if shape is None else list(shape), "seed": int(self.getSeed())}
 
 
@@ -531,6 +539,9 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
     dropout : float, default 0.0
     learningRate : float, default 1e-3
     optimizer : {"adam", "sgd", "rmsprop"}, default "adam"
+    learningRateSchedule : {"constant", "cosine"}, default "constant"
+        ``"cosine"`` decays the step size to 0 over each fit's steps (often worth a fraction of a
+        point of accuracy for the same epochs).
     batchSize : int, default 128
         Rows per gradient step, and per graph call when scoring.
     epochs : int, default 5
@@ -609,7 +620,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                  probabilityCol: str = "probability", rawPredictionCol: str = "rawPrediction",
                  architecture: str = "mlp", hiddenLayers: Sequence[int] = (128,),
                  convFilters: Sequence[int] = (32, 64), dropout: float = 0.0, learningRate: float = 1e-3,
-                 optimizer: str = "adam", batchSize: int = 128, epochs: int = 5,
+                 optimizer: str = "adam", learningRateSchedule: str = "constant", batchSize: int = 128,
+                 epochs: int = 5,
                  inputShape: Optional[List[int]] = None, seed: int = 0, model: Any = None,
                  layerParams: Optional[Dict[str, Any]] = None, initialWeights: str = "model",
                  channelOrder: str = "RGB", scale: Optional[float] = None) -> None:
@@ -624,7 +636,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                   probabilityCol: str = "probability", rawPredictionCol: str = "rawPrediction",
                   architecture: str = "mlp", hiddenLayers: Sequence[int] = (128,),
                   convFilters: Sequence[int] = (32, 64), dropout: float = 0.0, learningRate: float = 1e-3,
-                  optimizer: str = "adam", batchSize: int = 128, epochs: int = 5,
+                  optimizer: str = "adam", learningRateSchedule: str = "constant", batchSize: int = 128,
+                  epochs: int = 5,
                   inputShape: Optional[List[int]] = None, seed: int = 0, model: Any = None,
                   layerParams: Optional[Dict[str, Any]] = None, initialWeights: str = "model",
                   channelOrder: str = "RGB", scale: Optional[float] = None) -> TFClassifier:
@@ -727,6 +740,10 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
     def setLearningRate(self, value: float) -> TFClassifier:
         return self._set(learningRate=value)
+
+    def setLearningRateSchedule(self, value: str) -> TFClassifier:
+        """'constant' or 'cosine' (see the class docstring)."""
+        return self._set(learningRateSchedule=value)
 
     def setOptimizer(self, value: str) -> TFClassifier:
         return self._set(optimizer=value)

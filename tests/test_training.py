@@ -135,6 +135,28 @@ def test_rmsprop_with_threads_runs():
     assert len(result.history) == 1 and not result.diverged
 
 
+def test_cosine_schedule_decays_the_step_size_to_zero_over_the_fit(digits):
+    from sparkdl_lite.core.training import _make_optimizer
+
+    opt = _make_optimizer("sgd", 0.1, "cosine", steps=10)
+    seen = []
+    for step in (0, 5, 10):
+        opt.iterations.assign(step)
+        seen.append(float(opt.learning_rate))
+    assert seen == pytest.approx([0.1, 0.05, 0.0], abs=1e-6)
+    opt = _make_optimizer("adam", 0.1, "constant", steps=10)
+    opt.iterations.assign(10)
+    assert float(opt.learning_rate) == pytest.approx(0.1)
+    # In train(): same seed and data, the cosine run ends elsewhere and still learns.
+    x_train, x_test, y_train, y_test = digits
+    kw = dict(num_classes=10, hidden_layers=[32], epochs=6, batch_size=64, learning_rate=3e-3)
+    const = train(x_train, y_train, **kw)
+    cosine = train(x_train, y_train, learning_rate_schedule="cosine", **kw)
+    assert const.history[0]["loss"] == pytest.approx(cosine.history[0]["loss"], rel=0.05)
+    assert cosine.history[-1]["loss"] != const.history[-1]["loss"]
+    assert _accuracy(cosine, x_test, y_test) >= 0.85
+
+
 _X = np.zeros((8, 64), np.float32)
 _Y = np.arange(8) % 2
 
@@ -142,6 +164,8 @@ _Y = np.arange(8) % 2
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(architecture="rnn"), ValueError, r"param 'architecture' must be one of \['mlp', 'cnn'\]; got 'rnn'"),
     (dict(optimizer="adagrad"), ValueError, r"param 'optimizer' must be one of \['adam', 'sgd', 'rmsprop'\]"),
+    (dict(learning_rate_schedule="step"), ValueError,
+     r"param 'learningRateSchedule' must be one of \['constant', 'cosine'\]; got 'step'"),
     (dict(learning_rate=0.0), ValueError, r"^training: param 'learningRate' must be > 0; got 0\.0\.$"),
     (dict(learning_rate=-1e-3), ValueError, "param 'learningRate' must be > 0"),
     (dict(learning_rate="fast"), TypeError, "param 'learningRate' must be a float"),

@@ -19,11 +19,12 @@ import numpy as np
 
 from sparkdl_lite.core.graph import TFGraph
 
-__all__ = ["ARCHITECTURES", "OPTIMIZERS", "HYPERPARAMS", "hyperparam_problem", "TrainResult", "build_model", "train", "freeze", "preprocess",
+__all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "TrainResult", "build_model", "train", "freeze", "preprocess",
            "resolve_head", "check_input_shape"]
 
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine")
 
 #: The one table of the fixed hyperparameters (a user model's own ``layerParams`` keys are checked
 #: against its config instead): kind, default and range. TFClassifier's Params, its checks, the
@@ -37,6 +38,7 @@ HYPERPARAMS: Dict[str, Dict[str, Any]] = {
     "batchSize": {"kind": "int", "min": 1, "default": 128},
     "architecture": {"kind": "choice", "choices": ARCHITECTURES, "default": "mlp", "preset": True},
     "optimizer": {"kind": "choice", "choices": OPTIMIZERS, "default": "adam"},
+    "learningRateSchedule": {"kind": "choice", "choices": SCHEDULES, "default": "constant"},
     "seed": {"kind": "int", "min": 0, "below": 2**32, "default": 0},
 }
 
@@ -405,14 +407,22 @@ def _set_threads(n: int) -> None:
         pass  # TF is initialized in this process; its thread pools are fixed now
 
 
-def _make_optimizer(name: str, learning_rate: float):
+def _make_optimizer(name: str, learning_rate: float, schedule: str = "constant", steps: int = 1):
+    """The Keras optimizer ``name`` with its default settings but the step size.
+
+    ``schedule="cosine"`` decays the step size from ``learning_rate`` to 0 along a half cosine over
+    ``steps`` optimizer steps (Keras' ``CosineDecay``); ``"constant"`` keeps it.
+    """
     import keras
 
+    lr: Any = float(learning_rate)
+    if schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, int(steps)), alpha=0.0)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
+        return keras.optimizers.Adam(learning_rate=lr)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate)
-    return keras.optimizers.RMSprop(learning_rate=learning_rate)
+        return keras.optimizers.SGD(learning_rate=lr)
+    return keras.optimizers.RMSprop(learning_rate=lr)
 
 
 def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -490,7 +500,7 @@ def _check_hyper(learning_rate, batch_size, epochs, seed, threads, initial_epoch
 def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str = "mlp",
           hidden_layers: Sequence[int] = (128,), conv_filters: Sequence[int] = (32, 64),
           dropout: float = 0.0, learning_rate: float = 1e-3, optimizer: str = "adam",
-          batch_size: int = 128, epochs: int = 5, input_shape: Optional[Sequence[int]] = None,
+          learning_rate_schedule: str = "constant", batch_size: int = 128, epochs: int = 5, input_shape: Optional[Sequence[int]] = None,
           seed: int = 0, scale: Optional[float] = None, threads: Optional[int] = None,
           model: Any = None, layer_params: Optional[Dict[str, Any]] = None, fresh_weights: bool = False,
           loss: Optional[Dict[str, Any]] = None, reverse_channels: bool = False,
@@ -521,6 +531,10 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         Optimizer step size (> 0).
     optimizer : {"adam", "sgd", "rmsprop"}
         Keras optimizer, with its default settings apart from ``learning_rate``.
+    learning_rate_schedule : {"constant", "cosine"}
+        ``"cosine"`` decays the step size from ``learning_rate`` to 0 along a half cosine over the
+        optimizer steps of this call (Keras' ``CosineDecay``); a warm start's call decays anew
+        (a warm restart). ``"constant"`` keeps ``learning_rate`` throughout.
     batch_size : int
         Rows per gradient step (>= 1).
     epochs : int
@@ -585,6 +599,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     """
     start = time.perf_counter()
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    schedule = _check_choice("learningRateSchedule", learning_rate_schedule, SCHEDULES)
     num_classes = _check_int("numClasses", num_classes, 2)
     _check_hyper(learning_rate, batch_size, epochs, seed, threads, initial_epoch)
     scale = _check_scale(scale)
@@ -627,7 +642,9 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     loss_fn, targets, metric = _loss_and_targets(loss, y, width)
     xp = preprocess(x, model_shape=model_shape, scale=scale, reverse_channels=reverse_channels)
     keras.utils.set_random_seed(seed)  # fit draws dropout masks and shuffles from here, as a plain Keras fit would
-    net.compile(optimizer=_make_optimizer(optimizer, float(learning_rate)), loss=loss_fn, metrics=[metric])
+    steps = epochs * math.ceil(len(xp) / batch_size)  # this fit's optimizer steps: a warm start decays anew
+    net.compile(optimizer=_make_optimizer(optimizer, float(learning_rate), schedule, steps), loss=loss_fn,
+                metrics=[metric])
     history: List[Dict[str, Any]] = []
     state = {"diverged": False}
     t_fit = time.perf_counter()
