@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkdl_lite import engine
+from sparkdl_lite import epochs as epoch_board
 from sparkdl_lite.core import failpoint
 from sparkdl_lite.params import (
     HasBatchSize,
@@ -378,7 +379,8 @@ def _lone_task_profile(spark: Any, n_tasks: int) -> Optional[Any]:
 
 
 # ============================================================================ executor side
-def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], local_mode: bool) -> Tuple[Any, ...]:
+def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], local_mode: bool,
+                progress_dir: Optional[str] = None) -> Tuple[Any, ...]:
     """Train task ``index`` inside a Spark task; errors come back as text, never raised."""
     import socket
 
@@ -410,7 +412,8 @@ def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], loca
         for key in ("model", "warm_start"):
             if kwargs.get(key) is not None:
                 kwargs[key] = payload[f"a{kwargs[key]}"].tobytes()
-        result = training.train(x, y, threads=threads, **kwargs)
+        result = training.train(x, y, threads=threads, **kwargs,
+                                on_epoch=lambda done, _: epoch_board.report(progress_dir, index, done))
         graph = result.graph
         info.update(seconds=float(result.seconds), diverged=bool(result.diverged), startup=startup,
                     phases={k: float(v) for k, v in result.phases.items()})
@@ -939,8 +942,10 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
         def run() -> Dict[int, Tuple[Any, ...]]:
             shipped = engine.ship(spark, packed.pop())
+            board = epoch_board.EpochBoard([c["epochs"] for c in configs])  # the progress line's epochs
             try:
-                task = functools.partial(_train_batches, shipped=shipped, configs=configs, local_mode=local_mode)
+                task = functools.partial(_train_batches, shipped=shipped, configs=configs, local_mode=local_mode,
+                                         progress_dir=board.path)
                 # One row and one partition per task. mapInArrow (not an RDD map) runs in the same
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
                 profile = _lone_task_profile(spark, n)
@@ -949,6 +954,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                         engine.job_description(spark, f"TFClassifier {uid}: train {n} param map(s)"):
                     table = jobs.toArrow()  # the CLI's progress line counts the tagged job's tasks as models
             finally:
+                board.close()
                 engine.release(shipped)
             return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
                                  json.loads(r["info"]), r["error"], r["model"]) for r in table.to_pylist()}

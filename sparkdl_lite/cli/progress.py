@@ -1,7 +1,8 @@
-"""The command line's progress line: completed Spark tasks (models) of the tagged jobs, best metric, ETA.
+"""The command line's progress line: completed Spark tasks (models) of the tagged jobs, epochs, best metric, ETA.
 
 Fed by :class:`sparkdl_lite.engine.TaskCounter`, so it works on classic sessions (Spark's status
-tracker) and on Spark Connect (its progress handler).
+tracker) and on Spark Connect (its progress handler), and by the epoch boards of the training jobs
+(:mod:`sparkdl_lite.epochs`) where the executors share the driver's file system.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class SparkProgress:
     """A driver-side progress line fed by the engine's task counts (status tracker or Connect progress).
 
     A background thread polls :class:`sparkdl_lite.engine.TaskCounter` and prints
-    ``<label> done/total | best ... | elapsed ... | ETA ...`` to ``stream`` (stderr): one line
+    ``<label> done/total | epochs done/planned | best ... | elapsed ... | ETA ...`` to ``stream``
+    (stderr): one line
     rewritten with ``\\r`` on a terminal, plain lines at most every ``interval`` seconds otherwise.
     What is counted are completed Spark tasks of the jobs with tag ``job_tag``
     (``engine.job_tag``), else of job group ``job_group``, else of every job seen while running. With
@@ -74,6 +76,8 @@ class SparkProgress:
         self.done = 0
         self.tasks = 0
         self.offset = 0
+        self.epochs = (0, 0, 0.0)  # (done, planned, share of the running models done)
+        self._epoch_mark = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -91,7 +95,10 @@ class SparkProgress:
 
     def start(self) -> SparkProgress:
         """Remember the jobs that exist now (they do not count) and start polling."""
+        from sparkdl_lite import epochs
+
         self._counter.start()
+        self._epoch_mark = epochs.mark()
         self._start = time.perf_counter()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sparkdl-lite-progress", daemon=True)
@@ -126,9 +133,12 @@ class SparkProgress:
     # ------------------------------------------------------------------ polling
     def poll(self) -> tuple:
         """Refresh and return ``(units done, tasks known)``."""
+        from sparkdl_lite import epochs
+
         done, tasks = self._counter.poll()
+        progress = epochs.progress_since(self._epoch_mark)
         with self._lock:
-            self.done, self.tasks = done, tasks
+            self.done, self.tasks, self.epochs = done, tasks, progress
         return done, tasks
 
     def line(self) -> str:
@@ -136,19 +146,23 @@ class SparkProgress:
         with self._lock:
             done = self.done + self.offset
             total, tasks, best, best_name = self.total, self.tasks, self.best, self.best_name
+            epochs_done, epochs_planned, running = self.epochs
         elapsed = time.perf_counter() - self._start
         if total:
             done = min(done, total)
             parts = [f"{self.label} {done}/{total}"]
         else:
             parts = [f"{self.label} {done}/{tasks + self.offset}"]
+        if epochs_planned:
+            parts.append(f"epochs {epochs_done}/{epochs_planned}")
+        progress = min(done + running, total) if total else done  # models, counting the running ones' epochs
         if self.show_best:
             parts.append(f"best {best_name + ' ' if best_name else ''}{best:.4f}" if best is not None else "best –")
         parts.append(f"elapsed {format_seconds(elapsed)}")
         if total and done >= total:
             parts.append("ETA 0s")
-        elif total and done > 0:
-            parts.append(f"ETA {format_seconds(elapsed / done * (total - done))}")
+        elif total and progress > 0:
+            parts.append(f"ETA {format_seconds(elapsed / progress * (total - progress))}")
         else:
             parts.append("ETA ?")
         return " | ".join(parts)

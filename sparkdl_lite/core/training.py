@@ -13,7 +13,7 @@ import math
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -454,7 +454,8 @@ def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def _epoch_callback(history: List[Dict[str, Any]], state: Dict[str, bool]):
+def _epoch_callback(history: List[Dict[str, Any]], state: Dict[str, bool],
+                    on_epoch: Optional[Callable[[int, int], None]] = None, epochs: int = 0):
     import keras
 
     class _EpochRecorder(keras.callbacks.Callback):
@@ -478,6 +479,11 @@ def _epoch_callback(history: List[Dict[str, Any]], state: Dict[str, bool]):
             history.append({"epoch": int(epoch) + 1, "loss": loss,
                             "accuracy": float(logs.get("accuracy", float("nan"))),
                             "seconds": time.perf_counter() - self._start})
+            if on_epoch is not None:
+                try:
+                    on_epoch(len(history), epochs)
+                except Exception:  # noqa: BLE001 - a progress report must never stop training
+                    pass
 
     return _EpochRecorder()
 
@@ -504,7 +510,8 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
           seed: int = 0, scale: Optional[float] = None, threads: Optional[int] = None,
           model: Any = None, layer_params: Optional[Dict[str, Any]] = None, fresh_weights: bool = False,
           loss: Optional[Dict[str, Any]] = None, reverse_channels: bool = False,
-          warm_start: Optional[bytes] = None, initial_epoch: int = 0) -> TrainResult:
+          warm_start: Optional[bytes] = None, initial_epoch: int = 0,
+          on_epoch: Optional[Callable[[int, int], None]] = None) -> TrainResult:
     """Train one classifier configuration and return its frozen inference graph.
 
     One code path for a built-in preset and for the user's own Keras model: build the network
@@ -562,6 +569,9 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         optimizer starts afresh (Adam's moments are not kept).
     initial_epoch : int
         Epochs already trained (a warm start): the history numbers epochs from ``initial_epoch + 1``.
+    on_epoch : callable, optional
+        Called after each epoch with ``(epochs done in this call, epochs of this call)``, e.g. to
+        report progress; its exceptions are ignored.
 
     Returns
     -------
@@ -649,7 +659,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     state = {"diverged": False}
     t_fit = time.perf_counter()
     net.fit(xp, targets, batch_size=batch_size, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
-            verbose=0, shuffle=True, callbacks=[_epoch_callback(history, state)])
+            verbose=0, shuffle=True, callbacks=[_epoch_callback(history, state, on_epoch, epochs)])
     del xp
     t_freeze = time.perf_counter()
     graph = freeze(net, feature_shape=x.shape[1:], model_shape=model_shape, head=head, scale=scale,
