@@ -7,6 +7,7 @@ has one), so this module stays below the CLI.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,10 +23,16 @@ LABEL_TAG = "sparkdl-lite-label"
 
 @dataclass
 class TuneSettings:
-    """What a tuning run trains: the grid, the network and the validation.
+    """What a tuning run trains: the grid, the network, the validation and the search.
 
     ``grid_items`` as :func:`sparkdl_lite.cli.parse_grid` gives them (``<layer>.<key>`` names are
-    layer params of ``model``); ``folds`` (CrossValidator) or ``fraction`` (TrainValidationSplit).
+    layer params of ``model``); ``folds`` (k folds) or ``fraction`` (one train/validation split).
+    ``configs``, when given, are the configurations to try (``{param name: value}`` each, e.g.
+    random draws from ``grid_items``' ranges) instead of the product of ``grid_items``, which then
+    only describes the search space. ``search`` is ``"grid"`` (CrossValidator /
+    TrainValidationSplit, every configuration at ``epochs``) or ``"halving"``
+    (:class:`~sparkdl_lite.search.HalvingSearch` with ``factor``, from ``min_epochs`` (None: its
+    default) to ``epochs``).
     """
 
     grid_items: List[Tuple[str, List[Any]]]
@@ -41,6 +48,10 @@ class TuneSettings:
     parallelism: Optional[int] = None
     command: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
+    configs: Optional[List[Dict[str, Any]]] = None
+    search: str = "grid"
+    factor: float = 3.0
+    min_epochs: Optional[int] = None
 
 
 class _NoProgress:
@@ -91,6 +102,91 @@ def _layer_default(est: Any, name: str) -> Any:
     return None if entry is None else entry["config"].get(key)
 
 
+def _planned_trainings(plan: Dict[str, Any], n: int) -> int:
+    """Trainings (param map x fold) a successive-halving plan runs when nothing fails."""
+    from sparkdl_lite.search import _rung_resource
+
+    folds = plan["folds"] or 1
+    total, alive, k, previous = 0, n, 0, None
+    while True:
+        resource = _rung_resource(k, plan, previous)
+        total += alive * folds
+        if resource >= plan["max"]:
+            return total
+        alive = max(1, math.ceil(alive / plan["factor"]))
+        if alive == 1:
+            return total
+        k, previous = k + 1, resource
+
+
+def _short_params(params: Dict[str, Any]) -> str:
+    from sparkdl_lite.report import _label
+
+    return ", ".join(_label(k, v) for k, v in params.items())
+
+
+def _halving_outputs(tuned: Any, param_maps: List[Any], plan: Dict[str, Any], rows: List[Dict[str, Any]],
+                     out_dir: str, data_name: str) -> Dict[str, Any]:
+    """Rows fixed for successive halving, the rung tables and plot, and the epochs the search trained."""
+    from sparkdl_lite import search_report as sr
+    from sparkdl_lite.report import param_names
+
+    folds = plan["folds"] or 1
+    rungs = tuned.rungs
+    last = {}
+    for e in rungs:  # in rung order: the last entry of a param map is its last rung
+        last[e["paramMapIndex"]] = e
+    seconds: Dict[int, float] = {}  # training seconds of each configuration, over its rungs and folds
+    for e in rungs:
+        spent = e.get("train_seconds", e.get("seconds"))
+        seconds[e["paramMapIndex"]] = seconds.get(e["paramMapIndex"], 0.0) + float(spent or 0.0)
+    for r in rows:
+        i = r["index"]
+        r["best"] = i == tuned.bestIndex  # the best of the last rung, not the best metric at any rung
+        r["folds"] = folds
+        r["train_seconds"] = seconds.get(i)
+        r["diverged"] = bool(last[i].get("error")) and "diverged" in str(last[i].get("error"))
+        r["rung"] = int(last[i]["rung"])
+        r["rung_epochs"] = int(last[i]["resource"])
+    added = sr.resource_added(rungs)
+    epochs_trained = int(sum(added[int(e["rung"])] for e in rungs) * folds)
+    labels = {r["index"]: _short_params({k: r[k] for k in param_names(rows)}) for r in rows}
+    metric = rows[0].get("metric") or "metric"
+    plot = sr.rung_plot(rungs, os.path.join(out_dir, "rungs.png"), tuned.bestIndex, f"validation {metric}",
+                        resource_name="epochs", labels=labels,
+                        title=f"{data_name}: successive halving, {len(param_maps)} configurations, factor "
+                              f"{plan['factor']:g} (best: #{tuned.bestIndex})")
+    summary = [{"rung": k, "epochs": int(next(e["resource"] for e in rungs if e["rung"] == k)),
+                "configurations": sum(1 for e in rungs if e["rung"] == k),
+                "best_metric": max((e["metric"] for e in rungs if e["rung"] == k and not e.get("error")
+                                    and math.isfinite(e["metric"])), default=None)}
+               for k in sorted({e["rung"] for e in rungs})]
+    section = "\n".join([
+        "## Rungs (successive halving)", "",
+        f"Each rung trains its configurations for more epochs (survivors continue from their weights), keeps the "
+        f"best 1/{plan['factor']:g} by validation {metric} and stops at {plan['max']} epochs or one configuration.", "",
+        sr.rung_summary(rungs, metric_name=metric, resource_name="epochs", labels=labels),
+        f"![validation {metric} vs epochs, every configuration]({os.path.basename(plot)})", "",
+        f"### Validation {metric} of each configuration at each rung it reached", "",
+        sr.rung_metrics_table(rungs, best_index=tuned.bestIndex, metric_name=metric, resource_name="epochs",
+                              labels=labels)])
+    return {"plot": plot, "section": section, "summary": summary, "epochs_trained": epochs_trained,
+            "grid_epochs": len(param_maps) * int(plan["max"]) * folds,
+            "trainings": len(rungs) * folds, "search_seconds": tuned.searchSeconds,
+            "rung_seconds": sum(seconds.values())}
+
+
+def _rung0_rows(rows: List[Dict[str, Any]], rungs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The rows with each configuration's metric at rung 0, where every one has the same epochs."""
+    first = {e["paramMapIndex"]: e for e in rungs if e["rung"] == 0}
+    out = []
+    for r in rows:
+        e = first.get(r["index"])
+        mean = None if e is None or e.get("error") or not math.isfinite(e["metric"]) else float(e["metric"])
+        out.append({**r, "mean": mean, "std": None, "error": None if mean is None else 1.0 - mean})  # accuracy
+    return out
+
+
 def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Optional[Callable[..., Any]] = None,
          log: Callable[[str], None] = lambda text: None, started: Optional[float] = None) -> Dict[str, Any]:
     """Tune a TFClassifier on ``data`` (a :class:`sparkdl_lite.core.datasets.Dataset`) and write the report.
@@ -131,25 +227,56 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     else:
         est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=settings.architecture,
                                epochs=settings.epochs, batchSize=settings.batch_size, seed=settings.seed)
-    builder = ParamGridBuilder()
-    for name, values in grid_items:
-        if "." in name:
-            continue
-        if not est.hasParam(name):
+    for name, _ in grid_items:
+        if "." not in name and not est.hasParam(name):
             raise ValueError(f"--grid: TFClassifier has no param {name!r}.")
-        builder.addGrid(est.getParam(name), values)
-    if layer_items:
-        from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
+    if settings.configs is not None:  # given configurations (random draws): one param map each, grid_items' order
+        param_maps = []
+        for config in settings.configs:
+            pm: Dict[Any, Any] = {est.getParam(n): v for n, v in config.items() if "." not in n}
+            layer = {n: v for n, v in config.items() if "." in n}
+            if layer:
+                from sparkdl_lite.core.keras_model import apply_layer_params
 
-        layer_grid = expand_layer_params(dict(layer_items))
-        for lp in layer_grid:
-            apply_layer_params(est._model_config, lp, "--grid")  # an unknown layer or key fails before Spark jobs
-        builder.addGrid(est.layerParams, layer_grid)
-    param_maps = builder.build()
+                apply_layer_params(est._model_config, layer, "--grid")  # an unknown layer or key fails before Spark jobs
+                pm[est.layerParams] = layer
+            param_maps.append(pm)
+    else:
+        builder = ParamGridBuilder()
+        for name, values in grid_items:
+            if "." not in name:
+                builder.addGrid(est.getParam(name), values)
+        if layer_items:
+            from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
+
+            layer_grid = expand_layer_params(dict(layer_items))
+            for lp in layer_grid:
+                apply_layer_params(est._model_config, lp, "--grid")  # an unknown layer or key fails before Spark jobs
+            builder.addGrid(est.layerParams, layer_grid)
+        param_maps = builder.build()
+    if not param_maps:
+        raise ValueError("--grid: no configurations to try.")
     evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
     parallelism = settings.parallelism or len(param_maps)
-    if settings.folds is not None:
-        tuner: Any = CrossValidator(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
+    halving = settings.search == "halving"
+    plan: Optional[Dict[str, Any]] = None
+    halved: Dict[str, Any] = {}
+    if settings.search not in ("grid", "halving"):
+        raise ValueError(f"--search must be 'grid' or 'halving'; got {settings.search!r}.")
+    if halving:
+        from sparkdl_lite.search import HalvingSearch
+
+        split = {"numFolds": settings.folds} if settings.folds is not None else {"trainRatio": 1.0 - fraction}
+        tuner: Any = HalvingSearch(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
+                                   factor=settings.factor, minResource=settings.min_epochs, maxResource=settings.epochs,
+                                   resource="epochs", parallelism=parallelism, seed=settings.seed, **split)
+        plan = tuner._validate()  # a bad factor or epoch range fails before any Spark job
+        folds = settings.folds or 1
+        how = (f"successive halving (HalvingSearch, factor {plan['factor']:g}, {plan['min']} to {plan['max']} epochs) on "
+               + (f"{settings.folds}-fold cross-validation" if settings.folds is not None
+                  else f"a train/validation split, {fraction:.0%} held out"))
+    elif settings.folds is not None:
+        tuner = CrossValidator(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
                                     numFolds=settings.folds, parallelism=parallelism, collectSubModels=True,
                                     seed=settings.seed)
         folds, how = settings.folds, f"{settings.folds}-fold cross-validation (CrossValidator)"
@@ -164,11 +291,13 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
                       for n, _ in grid_items}
     in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
-    n_models = folds * len(param_maps) + 1 + 1  # + refit of the best + the default (unless it is the best)
+    trainings = _planned_trainings(plan, len(param_maps)) if plan is not None else folds * len(param_maps)
+    n_models = trainings + 1 + 1  # + refit of the best + the default (unless it is the best)
     executors, cores = engine.cluster_shape(spark)
     master = engine.master(spark)
     log(f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
-          f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models, {how}; "
+          f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models"
+          + (f" at the first rung, {trainings} in all rungs" if plan is not None else "") + f", {how}; "
           f"{master}, {cores} cores")
 
     train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
@@ -179,7 +308,12 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
             t_fit = time.perf_counter()
             tuned = tuner.fit(train_df)
             tuning_seconds = time.perf_counter() - t_fit
-            rows = tn.results_table(tuned)
+            if plan is not None:
+                rows = tn.results_table(param_maps=param_maps, metrics=tuned.metrics, metric_name="accuracy",
+                                        larger_is_better=True)
+                halved = _halving_outputs(tuned, param_maps, plan, rows, out_dir, data.name)
+            else:
+                rows = tn.results_table(tuned)
             top = tn.best_row(rows)
             progress.set_best(top.get("mean"), "val acc")
             best_model = tuned.bestModel
@@ -197,8 +331,16 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     sequential = tn.sequential_seconds(rows, [refit_seconds])
     timing = {"tuning_seconds": tuning_seconds, "sequential_seconds": sequential,
               "speedup": sequential / tuning_seconds if sequential and tuning_seconds > 0 else None,
-              "models": folds * len(param_maps) + 1,
+              "models": (halved["trainings"] if plan is not None else folds * len(param_maps)) + 1,
               "refit_seconds": refit_seconds}
+    if plan is not None:
+        timing.update({
+            "sequential_note": "sum of the per-task train seconds of every rung's trainings (each configuration's "
+                               "epochs added at that rung, survivors continuing from their weights) plus the refit's: "
+                               "an estimate of running the same halving schedule one model after another, without "
+                               "the validation scoring between rungs; not a separate run",
+            "search_seconds": halved["search_seconds"], "epochs_trained": halved["epochs_trained"],
+            "grid_epochs": halved["grid_epochs"]})
     err_d, err_b = 1.0 - default_acc, 1.0 - best_acc
     test = {"default": {"params": default_values, "test_accuracy": default_acc, "test_error": err_d,
                         "in_grid": in_grid},
@@ -215,23 +357,63 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
                 f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
                 + ("0-255 pixel values into the model" if settings.model_name else "scaled by 1/255 in the graph"),
         "validation": how,
-        "grid": f"{len(param_maps)} param maps: " + "; ".join(f"{n} = {v}" for n, v in grid_items),
+        "grid": (f"{len(param_maps)} random configurations (seed {settings.seed}) drawn from: "
+                 if settings.configs is not None else f"{len(param_maps)} param maps: ")
+                + "; ".join(f"{n} = {v}" for n, v in grid_items),
         "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
         "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
                                  + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
         "Spark": f"master {master}{' (Spark Connect)' if engine.is_connect(spark) else ''}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
                  f"Spark {spark.version}, sparkdl_lite {__version__}",
     }
-    plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
-                                    title=f"{data.name}: validation error vs learning rate ({how.split(' (')[0]})")
+    if plan is not None:
+        setup["search"] = (f"successive halving, factor {plan['factor']:g}: rung k trains the survivors to "
+                           f"min({plan['max']}, {plan['min']} x {plan['factor']:g}^k) epochs; the best is refit on all "
+                           f"training rows at {plan['max']} epochs")
+        plot_path = tn.sensitivity_plot(_rung0_rows(rows, tuned.rungs), os.path.join(out_dir, "sensitivity.png"),
+                                        title=f"{data.name}: validation error after {plan['min']} epoch(s), every "
+                                              f"configuration (rung 0 of successive halving)")
+    else:
+        plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
+                                        title=f"{data.name}: validation error vs learning rate ({how.split(' (')[0]})")
     total_seconds = time.perf_counter() - t_start
     timing["total_seconds"] = total_seconds
-    tn.write_results(rows, out_dir, extra={"test": test, "timing": timing,
-                                           "setup": {k: v.strip("`") for k, v in setup.items()}})
+    extra: Dict[str, Any] = {"test": test, "timing": timing, "setup": {k: v.strip("`") for k, v in setup.items()}}
+    search: Dict[str, Any] = {"kind": settings.search}
+    if plan is not None:
+        search.update({"factor": plan["factor"], "min_epochs": plan["min"], "max_epochs": plan["max"],
+                       "best_index": tuned.bestIndex, "rung_summary": halved["summary"], "rungs": tuned.rungs,
+                       "plot": os.path.basename(halved["plot"])})
+        extra["search"] = search
+        _write_rungs_csv(os.path.join(out_dir, "rungs.csv"), tuned.rungs, rows)
+    tn.write_results(rows, out_dir, extra=extra)
     tn.write_report(os.path.join(out_dir, "report.md"), rows, default=test["default"], best=test["best"],
                     timing=timing, setup=setup, plot=os.path.basename(plot_path),
-                    title=f"sparkdl-lite tuning report: {data.name}")
-    return {"best_params": best_params, "top": top, "test": test, "timing": timing, "cores": cores, "out_dir": out_dir}
+                    title=f"sparkdl-lite tuning report: {data.name}",
+                    sections=[halved["section"]] if plan is not None else ())
+    return {"best_params": best_params, "top": top, "test": test, "timing": timing, "cores": cores, "out_dir": out_dir,
+            "search": search}
+
+
+def _write_rungs_csv(path: str, rungs: List[Dict[str, Any]], rows: List[Dict[str, Any]]) -> None:
+    """``rungs.csv``: one line per configuration per rung (rung, epochs, configuration, its params, metric, seconds, error)."""
+    import csv
+    import json
+
+    from sparkdl_lite.report import param_names
+
+    names = param_names(rows)
+    params = {r["index"]: r for r in rows}
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rung", "epochs", "index"] + names + ["metric", "seconds", "error"])
+        for e in rungs:
+            r = params[e["paramMapIndex"]]
+            metric = e.get("metric")
+            writer.writerow([e["rung"], e["resource"], e["paramMapIndex"]]
+                            + [json.dumps(r.get(n)) if isinstance(r.get(n), list) else r.get(n) for n in names]
+                            + ["" if metric is None or not math.isfinite(metric) else metric,
+                               "" if e.get("seconds") is None else e["seconds"], e.get("error") or ""])
 
 
 # ============================================================================ labeling

@@ -20,7 +20,7 @@ __all__ = ["results_table", "write_results", "sensitivity_plot", "write_report",
 
 #: Row keys that are not param names.
 RESERVED_FIELDS = ("index", "metric", "mean", "std", "error", "folds", "train_seconds", "executor",
-                   "diverged", "best")
+                   "diverged", "best", "rung", "rung_epochs")  # the last two: successive halving's rows only
 # Metrics in [0, 1] where larger is better: their "error" is 1 - metric.
 _ONE_MINUS = {"accuracy", "f1", "weightedPrecision", "weightedRecall", "weightedTruePositiveRate",
               "weightedFMeasure", "truePositiveRateByLabel", "precisionByLabel", "recallByLabel",
@@ -219,7 +219,8 @@ def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str, extra: Option
     """Write ``results.csv`` and ``results.json`` into ``out_dir`` (created if needed).
 
     ``results.json`` holds ``{"metric", "best_index", "best", "rows", **extra}``; in
-    ``results.csv`` list values are JSON (``[256, 128]``) and missing values are empty.
+    ``results.csv`` list values are JSON (``[256, 128]``) and missing values are empty. A
+    reserved column that no row has (``rung``, ``rung_epochs`` outside successive halving) is left out.
 
     Returns
     -------
@@ -232,7 +233,7 @@ def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str, extra: Option
         raise ValueError("write_results: no rows to write.")
     os.makedirs(out_dir, exist_ok=True)
     names = param_names(rows)
-    fields = ["index"] + names + [f for f in RESERVED_FIELDS if f != "index"]
+    fields = ["index"] + names + [f for f in RESERVED_FIELDS if f != "index" and any(f in r for r in rows)]
     csv_path = os.path.join(out_dir, "results.csv")
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -428,7 +429,7 @@ def _params_text(params: Mapping[str, Any]) -> str:
 def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optional[Mapping[str, Any]] = None,
                  best: Optional[Mapping[str, Any]] = None, timing: Optional[Mapping[str, Any]] = None,
                  setup: Optional[Mapping[str, Any]] = None, plot: Optional[str] = "sensitivity.png",
-                 title: str = "sparkdl-lite tuning report") -> str:
+                 title: str = "sparkdl-lite tuning report", sections: Sequence[str] = ()) -> str:
     """Write ``report.md``: default vs best on the test set, timing and speedup, the full table.
 
     Parameters
@@ -444,12 +445,17 @@ def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optio
     timing : dict, optional
         ``tuning_seconds`` (wall time of the parallel tuning fit), ``sequential_seconds`` (sum of
         per-model train seconds: an estimate of training one after another), ``speedup``,
-        ``total_seconds``, ``models``.
+        ``total_seconds``, ``models``; optional ``sequential_note`` (what the sequential estimate
+        sums, replacing the grid's wording), ``epochs_trained`` and ``grid_epochs`` (epochs the
+        search trained, and those of the full grid at the same epochs).
     setup : dict, optional
         Free ``{label: value}`` lines for the set-up section (data, rows, master, executors, cores,
         command...).
     plot : str, optional
         File name of the sensitivity plot to embed (relative to the report).
+    sections : list of str, optional
+        Markdown blocks put before the table of all param maps (e.g. the rungs of a successive
+        halving search).
 
     Returns
     -------
@@ -499,20 +505,30 @@ def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optio
             lines.append(f"- **Wall time of the parallel tuning fit** ({timing.get('models', '?')} models trained in Spark "
                          f"tasks, plus evaluation and the refit of the best): {format_seconds(timing['tuning_seconds'])}")
         if timing.get("sequential_seconds") is not None:
-            lines.append(f"- **Sequential estimate** (sum of the per-task train seconds of the same models; an estimate "
-                         f"of training them one after another, not a separate run): "
-                         f"{format_seconds(timing['sequential_seconds'])}")
+            note = timing.get("sequential_note") or ("sum of the per-task train seconds of the same models; an estimate "
+                                                     "of training them one after another, not a separate run")
+            lines.append(f"- **Sequential estimate** ({note}): {format_seconds(timing['sequential_seconds'])}")
         if timing.get("speedup") is not None:
             lines.append(f"- **Speedup** = sequential estimate / parallel wall time = **{timing['speedup']:.2f}x**")
+        if timing.get("epochs_trained") is not None:
+            grid = timing.get("grid_epochs")
+            lines.append(f"- **Epochs trained by the search** (every configuration's epochs at every rung it reached, "
+                         f"summed over folds; without the refit): {timing['epochs_trained']}"
+                         + (f"; the full grid at the same epochs trains {grid}: **{timing['epochs_trained'] / grid:.2f}x**"
+                            if grid else ""))
     if plot:
         lines += ["", "## Sensitivity", "", f"![validation error vs learning rate]({plot})"]
+    for block in sections:
+        lines += ["", block.rstrip("\n")]
     lines += ["", "## All param maps", ""]
-    header = ["#"] + names + [f"mean {metric}", "std", "error", "train s (all folds)", "executor", "diverged", ""]
+    rung_cols = any("rung_epochs" in r for r in rows)  # successive halving: a metric is at the epochs its config reached
+    header = (["#"] + names + [f"mean {metric}"] + (["epochs"] if rung_cols else [])
+              + ["std", "error", "train s (all folds)", "executor", "diverged", ""])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + " --- |" * len(header))
     for r in rows:
-        cells = [str(r["index"])] + [_fmt(r.get(n)) for n in names] + [
-            _fmt(r.get("mean")), _fmt(r.get("std")), _fmt(r.get("error")),
+        cells = [str(r["index"])] + [_fmt(r.get(n)) for n in names] + [_fmt(r.get("mean"))] + (
+            [_fmt(r.get("rung_epochs"))] if rung_cols else []) + [_fmt(r.get("std")), _fmt(r.get("error")),
             _fmt(r.get("train_seconds"), 1), _fmt(r.get("executor")), _fmt(r.get("diverged")),
             "**best**" if r.get("best") else ""]
         lines.append("| " + " | ".join(cells) + " |")

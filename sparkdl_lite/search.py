@@ -471,9 +471,12 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
                 else:
                     results = self._rows_rung(dataset, est, evaluator, maps, alive, folds, resource, sample_col)
                 for i in alive:
-                    metric, seconds, error, models = results[i]
-                    rungs.append({"rung": k, "resource": resource, "paramMapIndex": i, "metric": metric,
-                                  "seconds": seconds, "error": error})
+                    metric, seconds, error, models, train_seconds = results[i]
+                    entry = {"rung": k, "resource": resource, "paramMapIndex": i, "metric": metric,
+                             "seconds": seconds, "error": error}
+                    if train_seconds is not None:  # epochs: the training part of seconds, from the tasks' trainingInfo
+                        entry["train_seconds"] = train_seconds
+                    rungs.append(entry)
                     if collect:
                         last_models[i] = models
                 ok = [i for i in alive if results[i][2] is None]
@@ -551,7 +554,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
 
     def _rows_rung(self, dataset: DataFrame, est: Estimator, evaluator: Evaluator, maps: List[Dict[Param, Any]],
                    alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], fraction: float,
-                   sample_col: str) -> Dict[int, Tuple[float, float, Optional[str], List[Any]]]:
+                   sample_col: str) -> Dict[int, Tuple[Any, ...]]:
         """Fit and score every surviving param map on each fold's ``fraction`` sample of the training rows."""
         sub = [maps[i] for i in alive]
         # The default fitMultiple fits one map per next() without telling which failed; fitting each
@@ -601,7 +604,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
 
     def _epochs_rung(self, dataset: DataFrame, est: Any, evaluator: Evaluator, maps: List[Dict[Param, Any]],
                      alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], epochs: int,
-                     state: Dict[Tuple[int, int], Any]) -> Dict[int, Tuple[float, float, Optional[str], List[Any]]]:
+                     state: Dict[Tuple[int, int], Any]) -> Dict[int, Tuple[Any, ...]]:
         """Train every survivor and fold ``epochs`` more epochs in one Spark job, then score them concurrently."""
         epochs_param = est.getParam("epochs")
         tasks, keys = [], []
@@ -640,30 +643,34 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
             else:
                 fit_seconds = float(info["seconds"]) if info.get("seconds") is not None else wall / len(tasks)
             if isinstance(model, BaseException):
-                return t, model, fit_seconds
+                return t, model, fit_seconds, fit_seconds
             i, f = keys[t]
             t1 = time.perf_counter()
             try:
                 metric: Any = evaluator.evaluate(model.transform(folds[f][1], maps[i]))
             except Exception as exc:  # noqa: BLE001
                 metric = exc
-            return t, metric, fit_seconds + time.perf_counter() - t1
+            return t, metric, fit_seconds + time.perf_counter() - t1, fit_seconds
 
-        per: Dict[Tuple[int, int], Tuple[Any, Any, float]] = {}
-        for t, metric, seconds in self._pool_map(dataset, run, list(range(len(trained)))):
+        per: Dict[Tuple[int, int], Tuple[Any, ...]] = {}
+        for t, metric, seconds, fit_seconds in self._pool_map(dataset, run, list(range(len(trained)))):
             model = trained[t]
-            per[keys[t]] = (None if isinstance(model, BaseException) else model, metric, seconds)
+            per[keys[t]] = (None if isinstance(model, BaseException) else model, metric, seconds, fit_seconds)
             if not isinstance(model, BaseException):
                 state[keys[t]] = model
         return {i: self._combine(est, [per[(i, f)] for f in range(len(folds))]) for i in alive}
 
     @staticmethod
-    def _combine(est: Any, fold_results: List[Tuple[Any, Any, float]]) -> Tuple[float, float, Optional[str], List[Any]]:
-        """(mean metric, seconds, error or None, models) of one param map over its folds."""
+    def _combine(est: Any, fold_results: List[Tuple[Any, ...]]) -> Tuple[float, float, Optional[str], List[Any], Optional[float]]:
+        """(mean metric, seconds, error or None, models, train seconds or None) of one param map over its folds.
+
+        A fold's result is (model, metric, seconds) or (model, metric, seconds, train seconds)."""
         metrics, errors, models = [], [], []
         seconds = 0.0
-        for model, metric, secs in fold_results:
+        train: Optional[float] = 0.0
+        for model, metric, secs, *fit in fold_results:
             seconds += float(secs)
+            train = None if train is None or not fit else train + float(fit[0])
             models.append(model)
             if isinstance(metric, BaseException):
                 errors.append(_error_text(metric))
@@ -676,7 +683,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
                 errors.append("the training loss diverged")
         mean = sum(metrics) / len(metrics) if metrics and len(metrics) == len(fold_results) else float("nan")
         error = "; ".join(dict.fromkeys(errors)) or None
-        return mean, seconds, error, models
+        return mean, seconds, error, models, train
 
     # ------------------------------------------------------------------ persistence
     def write(self) -> MLWriter:
@@ -712,8 +719,9 @@ class HalvingSearchModel(Model, _HalvingSearchParams, MLReadable, MLWritable):
     rungs : list of dict
         One per param map per rung, in rung order: ``rung``, ``resource`` (epochs, or the fraction
         of the training rows), ``paramMapIndex``, ``metric`` (NaN where it failed), ``seconds``
-        (fit and evaluation, summed over folds) and ``error`` (``None``, or why the param map ranks
-        last).
+        (fit and evaluation, summed over folds), ``error`` (``None``, or why the param map ranks
+        last) and, with ``resource="epochs"``, ``train_seconds`` (the training part of ``seconds``:
+        the rung's added epochs, from the tasks' ``trainingInfo``).
     metrics : list of float
         Each param map's metric at its last rung, aligned with ``estimatorParamMaps``.
     searchSeconds : float
@@ -880,7 +888,7 @@ class _HalvingSearchModelWriter(MLWriter):
                 sub_paths = [[where(f, i, m) for i, m in enumerate(fold)] for f, fold in enumerate(subs)]
             else:
                 sub_paths = [where(None, i, m) for i, m in enumerate(subs)]
-        rungs = [{k: (_json_number(v) if k in ("metric", "seconds") else _plain(v)) for k, v in r.items()}
+        rungs = [{k: (_json_number(v) if k in ("metric", "seconds", "train_seconds") else _plain(v)) for k, v in r.items()}
                  for r in inst.rungs]
         extra = {"bestIndex": inst.bestIndex, "rungs": rungs, "metrics": [_json_number(m) for m in inst.metrics],
                  "searchSeconds": _json_number(inst.searchSeconds), "refitSeconds": _json_number(inst.refitSeconds),

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["rung_table", "rung_plot"]
+__all__ = ["rung_table", "rung_summary", "rung_metrics_table", "rung_plot", "resource_added"]
 
 
 def _finite(value: Any) -> Optional[float]:
@@ -104,6 +104,114 @@ def rung_table(rungs: Sequence[Mapping[str, Any]], *, best_index: Optional[int] 
         name = f"#{i}" + (f" {labels[i]}" if labels and i in labels else "")
         lines.append(f"| {k} | {_resource_text(e['resource'])} | {name} | {_fmt(_finite(e.get('metric')))} | "
                      f"{_fmt(_finite(e.get('seconds')), 1)} | {outcome} |")
+    return "\n".join(lines) + "\n"
+
+
+def resource_added(rungs: Sequence[Mapping[str, Any]]) -> Dict[int, Any]:
+    """Resource each rung adds to a survivor: ``{rung: resource - previous rung's resource}``.
+
+    With ``resource="epochs"`` a survivor continues from its weights, so rung ``k`` trains only
+    the epochs it adds; summing this over every rung entry gives the epochs the search trained.
+
+    Examples
+    --------
+    >>> resource_added([{"rung": 0, "resource": 1}, {"rung": 1, "resource": 3}, {"rung": 2, "resource": 9}])
+    {0: 1, 1: 2, 2: 6}
+    """
+    by_rung = {int(e["rung"]): e["resource"] for e in rungs}
+    out: Dict[int, Any] = {}
+    previous: Any = 0
+    for k in sorted(by_rung):
+        out[k] = by_rung[k] - previous
+        previous = by_rung[k]
+    return out
+
+
+def rung_summary(rungs: Sequence[Mapping[str, Any]], *, metric_name: str = "metric", resource_name: str = "resource",
+                 larger_is_better: bool = True, labels: Optional[Mapping[int, str]] = None) -> str:
+    """A Markdown table with one row per rung: its resource, how many param maps ran, failed, and the best.
+
+    Examples
+    --------
+    >>> rungs = [{"rung": 0, "resource": 1, "paramMapIndex": 0, "metric": 0.8, "error": None},
+    ...          {"rung": 0, "resource": 1, "paramMapIndex": 1, "metric": 0.6, "error": None},
+    ...          {"rung": 1, "resource": 3, "paramMapIndex": 0, "metric": 0.9, "error": None}]
+    >>> print(rung_summary(rungs, metric_name="accuracy", resource_name="epochs"))
+    | rung | epochs | configurations | failed | best accuracy | best configuration |
+    | --- | --- | --- | --- | --- | --- |
+    | 0 | 1 | 2 | 0 | 0.8000 | #0 |
+    | 1 | 3 | 1 | 0 | 0.9000 | #0 |
+    <BLANKLINE>
+
+    .. versionadded:: 0.2.0
+    """
+    if not rungs:
+        raise ValueError("rung_summary: no rungs to tabulate.")
+    lines = [f"| rung | {resource_name} | configurations | failed | best {metric_name} | best configuration |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for k in sorted({int(e["rung"]) for e in rungs}):
+        entries = [e for e in rungs if int(e["rung"]) == k]
+        ok = [e for e in entries if not e.get("error") and _finite(e.get("metric")) is not None]
+        top = (max if larger_is_better else min)(ok, key=lambda e: float(e["metric"])) if ok else None
+        name = "–" if top is None else f"#{top['paramMapIndex']}" + (
+            f" {labels[int(top['paramMapIndex'])]}" if labels and int(top["paramMapIndex"]) in labels else "")
+        lines.append(f"| {k} | {_resource_text(entries[0]['resource'])} | {len(entries)} | {len(entries) - len(ok)} | "
+                     f"{_fmt(None if top is None else float(top['metric']))} | {name} |")
+    return "\n".join(lines) + "\n"
+
+
+def rung_metrics_table(rungs: Sequence[Mapping[str, Any]], *, best_index: Optional[int] = None,
+                       metric_name: str = "metric", resource_name: str = "resource",
+                       labels: Optional[Mapping[int, str]] = None) -> str:
+    """A Markdown table with one row per param map: its metric at each rung it reached (``–`` past it).
+
+    Rows are sorted by how far the param map got, then by its metric at its last rung; the
+    picked one (``best_index``) says ``best``.
+
+    Examples
+    --------
+    >>> rungs = [{"rung": 0, "resource": 1, "paramMapIndex": 0, "metric": 0.8, "error": None},
+    ...          {"rung": 0, "resource": 1, "paramMapIndex": 1, "metric": 0.6, "error": None},
+    ...          {"rung": 1, "resource": 3, "paramMapIndex": 0, "metric": 0.9, "error": None}]
+    >>> print(rung_metrics_table(rungs, best_index=0, metric_name="accuracy", resource_name="epochs"))
+    | configuration | rung 0: 1 epochs | rung 1: 3 epochs | outcome |
+    | --- | --- | --- | --- |
+    | #0 | 0.8000 | 0.9000 | **best** |
+    | #1 | 0.6000 | – | stopped at rung 0 |
+    <BLANKLINE>
+
+    .. versionadded:: 0.2.0
+    """
+    if not rungs:
+        raise ValueError("rung_metrics_table: no rungs to tabulate.")
+    resources = {int(e["rung"]): e["resource"] for e in rungs}
+    ks = sorted(resources)
+    groups = _by_config(rungs)
+
+    def order(i: int) -> Tuple[int, float, int]:
+        last = groups[i][-1]
+        metric = _finite(last.get("metric"))
+        return (-int(last["rung"]), -(metric if metric is not None and not last.get("error") else -math.inf), i)
+
+    lines = ["| configuration | " + " | ".join(f"rung {k}: {_resource_text(resources[k])} {resource_name}" for k in ks)
+             + " | outcome |", "|" + " --- |" * (len(ks) + 2)]
+    for i in sorted(groups, key=order):
+        at = {int(e["rung"]): e for e in groups[i]}
+        cells = []
+        for k in ks:
+            e = at.get(k)
+            cells.append("–" if e is None else ("failed" if e.get("error") else _fmt(_finite(e.get("metric")))))
+        last = groups[i][-1]
+        if last.get("error"):
+            outcome = "failed: " + str(last["error"]).replace("|", "\\|")[:120]
+        elif best_index is not None and i == best_index:
+            outcome = "**best**"
+        elif int(last["rung"]) == ks[-1]:
+            outcome = "last rung"
+        else:
+            outcome = f"stopped at rung {last['rung']}"
+        name = f"#{i}" + (f" {labels[i]}" if labels and i in labels else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {outcome} |")
     return "\n".join(lines) + "\n"
 
 

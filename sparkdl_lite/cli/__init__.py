@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__, engine
+from sparkdl_lite.cli.space import Range, parse_range, sample_configs
 from sparkdl_lite.core.training import ARCHITECTURES, HYPERPARAMS  # the one table of the fixed hyperparameters
 
 __all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID", "DEFAULT_VALIDATION_FRACTION"]
@@ -98,8 +99,12 @@ def _layer_value(name: str, text: str) -> Any:
     return int(number) if number.is_integer() and "." not in text and "e" not in low else number
 
 
-def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
+def parse_grid(spec: Any) -> List[Tuple[str, Any]]:
     """Parse ``"learningRate=1e-4,1e-3 hiddenLayers=64,256x128"`` into ``[(param, values), ...]``.
+
+    A value ``low:high`` or ``low:high:log`` is a range (``learningRate=1e-4:1e-2:log``,
+    ``hiddenLayers=32:512:log`` for one layer of 32 to 512 units, ``hidden.units=32:512``): its
+    ``values`` are a :class:`~sparkdl_lite.cli.space.Range`, from which ``--configs N`` draws.
 
     A name with a dot, ``<layer>.<config key>`` (``hidden.units=64,256``), is a layer param of a
     model given with ``--model``: its values are ints, floats, ``true``/``false`` or strings.
@@ -114,7 +119,7 @@ def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
     ------
     ValueError
         An unknown param (the message lists the tunable ones), a malformed item, a value of the
-        wrong type, or a param given twice.
+        wrong type, a param given twice, or a malformed or out-of-bounds range.
 
     Examples
     --------
@@ -124,7 +129,7 @@ def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
     .. versionadded:: 0.1.0
     """
     text = " ".join(spec) if isinstance(spec, (list, tuple)) else str(spec or "")
-    out: List[Tuple[str, List[Any]]] = []
+    out: List[Tuple[str, Any]] = []
     for item in text.split():
         if "=" not in item:
             raise UsageError(f"--grid: item {item!r} is not name=value1,value2,...; e.g. \"learningRate=1e-4,1e-3 hiddenLayers=64,256\".")
@@ -141,9 +146,31 @@ def parse_grid(spec: Any) -> List[Tuple[str, List[Any]]]:
         texts = [v for v in raw_values.split(",") if v.strip() != ""]
         if not texts:
             raise UsageError(f"--grid: param {name!r} has no values; e.g. {name}=v1,v2.")
+        if any(":" in v for v in texts):
+            out.append((name, _range(name, texts, layer)))
+            continue
         values = [(_layer_value if layer else TUNABLE_PARAMS[name])(name, v.strip()) for v in texts]
         out.append((name, values))
     return out
+
+
+def _range(name: str, texts: List[str], layer: bool) -> Range:
+    """The :class:`~sparkdl_lite.cli.space.Range` of ``name=low:high[:log]``, its ends checked against HYPERPARAMS."""
+    from sparkdl_lite.core.training import hyperparam_problem
+
+    if len(texts) != 1:
+        raise UsageError(f"--grid: param {name!r} mixes a range with other values ({','.join(texts)}); give either "
+                         f"a range low:high[:log] or a comma-separated list of values.")
+    try:
+        rng = parse_range(name, texts[0].strip(), "layer" if layer else HYPERPARAMS[name]["kind"])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for end in () if layer else (rng.low, rng.high):
+        value: Any = [int(end)] if rng.one_layer else (int(end) if rng.integer else end)
+        problem = hyperparam_problem(name, value)
+        if problem:
+            raise UsageError(f"--grid: {name} range {texts[0]!r}: its end {problem}")
+    return rng
 
 
 # ============================================================================ Spark session
@@ -200,6 +227,40 @@ def _load_keras(path: str) -> Any:
         return from_archive(f.read())
 
 
+def _search_configs(args: argparse.Namespace, grid_items: List[Tuple[str, Any]]) -> Optional[List[Dict[str, Any]]]:
+    """Check --search, --factor, --min-epochs and --configs; the random configurations (None: the whole grid)."""
+    if args.search == "grid":
+        for flag, value in (("--factor", args.factor), ("--min-epochs", args.min_epochs)):
+            if value is not None:
+                raise UsageError(f"{flag} applies to --search halving; add --search halving or drop {flag}.")
+    else:
+        if args.factor is not None and not args.factor >= 2:
+            raise UsageError(f"--factor must be >= 2 (each rung keeps the best 1/factor of the configurations and "
+                             f"trains them factor times longer); got {args.factor:g}.")
+        if args.min_epochs is not None and args.min_epochs < 1:
+            raise UsageError(f"--min-epochs must be >= 1; got {args.min_epochs}.")
+        if args.min_epochs is not None and args.min_epochs > args.epochs:
+            raise UsageError(f"--min-epochs ({args.min_epochs}) must not exceed --epochs ({args.epochs}), the epochs of "
+                             f"the last rung and of the refit.")
+        if any(name == "epochs" for name, _ in grid_items):
+            raise UsageError("--search halving allocates the epochs itself (from --min-epochs up to --epochs); remove "
+                             "epochs from --grid.")
+    ranges = [(name, values) for name, values in grid_items if isinstance(values, Range)]
+    if args.configs is None:
+        if ranges:
+            name, values = ranges[0]
+            raise UsageError(f"--grid: {name}={values} is a range; a range needs --configs N (N random configurations "
+                             f"drawn from the ranges and value lists), or list its values: {name}=v1,v2,...")
+        return None
+    if args.configs < 1:
+        raise UsageError(f"--configs must be >= 1; got {args.configs}.")
+    configs = sample_configs(grid_items, args.configs, seed=args.seed)
+    if len(configs) < args.configs:
+        print(f"sparkdl-lite tune: --configs {args.configs} is more than the grid's {len(configs)} configurations; "
+              f"trying all of them.", file=sys.stderr)
+    return configs
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     grid_items = parse_grid(args.grid)  # fail on a bad grid before Spark and TF start
     if not grid_items:
@@ -215,6 +276,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--validation-fraction must be in (0, 1); got {fraction}.")
     if args.sample is not None and args.sample < 10:
         raise UsageError(f"--sample must be >= 10; got {args.sample}.")
+    configs = _search_configs(args, grid_items)
 
     t_start = time.perf_counter()
     from sparkdl_lite import report as tn
@@ -237,7 +299,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                 model_name=os.path.basename(args.model) if args.model else None,
                                 architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
                                 seed=args.seed, folds=args.folds, fraction=fraction, parallelism=args.parallelism,
-                                command="sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv))
+                                command="sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv),
+                                configs=configs, search=args.search,
+                                factor=3.0 if args.factor is None else args.factor, min_epochs=args.min_epochs)
 
         def progress(spark_: Any, **kwargs: Any) -> Any:
             return SparkProgress(spark_, enabled=not args.quiet, **kwargs)
@@ -257,7 +321,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"time: total {tn.format_seconds(total_seconds)}, tuning fit {tn.format_seconds(tuning_seconds)}, "
               f"sequential estimate {tn.format_seconds(sequential)}"
               + (f", speedup {timing['speedup']:.2f}x" if timing["speedup"] else "") + f" on {cores} cores")
-        print(f"report: {os.path.join(out_dir, 'report.md')} (results.csv, results.json, sensitivity.png, best_model/)")
+        search = result.get("search") or {}
+        if search.get("kind") == "halving":
+            rungs = ", ".join(f"{r['configurations']} x {r['epochs']}" for r in search["rung_summary"])
+            ratio = timing["epochs_trained"] / timing["grid_epochs"] if timing.get("grid_epochs") else float("nan")
+            print(f"rungs (configurations x epochs): {rungs}; {timing['epochs_trained']} epochs trained "
+                  f"(the full grid: {timing['grid_epochs']}, {ratio:.2f}x)")
+        extra = ", rungs.csv, rungs.png" if search.get("kind") == "halving" else ""
+        print(f"report: {os.path.join(out_dir, 'report.md')} (results.csv, results.json, sensitivity.png{extra}, best_model/)")
         return 0
     finally:
         if created:
@@ -358,7 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--validation-fraction", type=float,
                      help=f"hold out this fraction of the training rows (TrainValidationSplit); the default when "
                           f"--folds is not given: {DEFAULT_VALIDATION_FRACTION}")
-    t.add_argument("--sample", type=int, help="quick run: a stratified sample of N training rows and N//5 test rows")
+    t.add_argument("--sample", type=int, help="quick run: a stratified sample of N training rows and N//5 test rows "
+                                              "(data rows; for N random configurations see --configs)")
+    t.add_argument("--search", choices=("grid", "halving"), default="grid",
+                   help="grid: every configuration trains --epochs epochs (CrossValidator / TrainValidationSplit; the "
+                        "default); halving: successive halving (HalvingSearch): every configuration trains "
+                        "--min-epochs epochs, the best 1/--factor continue from their weights for --factor times more, "
+                        "up to --epochs; the report adds a rung table and rungs.png")
+    t.add_argument("--factor", type=float, help="--search halving: keep the best 1/factor per rung and multiply the "
+                                                "epochs by factor (>= 2; default: 3)")
+    t.add_argument("--min-epochs", type=int, help="--search halving: epochs of the first rung (default: --epochs / "
+                                                  "factor^(rungs - 1), so the last rung trains --epochs); --epochs is "
+                                                  "the maximum, of the last rung and of the refit")
+    t.add_argument("--configs", type=int, metavar="N",
+                   help="try N random configurations (seeded by --seed) instead of the whole grid: each --grid param "
+                        "takes one of its values, or a draw from its range low:high (uniform) or low:high:log "
+                        "(log-uniform), e.g. --grid \"learningRate=1e-4:1e-2:log hiddenLayers=32:512:log dropout=0,0.2\" "
+                        "--configs 27. A range needs --configs. (Not --sample: that samples data rows.)")
     t.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
     t.add_argument("--remote", help="Spark Connect: sc://host:port, or local[N] for a local Connect server "
                                     "(default: $SPARK_REMOTE; else a classic session for --master)")
