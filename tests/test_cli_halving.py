@@ -94,7 +94,7 @@ def test_help_says_configs_is_not_sample(capsys):
 def test_tune_halving_with_random_configs_writes_rungs(spark, tmp_path):
     out = tmp_path / "halving"
     code = cli.main(["tune", "--data", "fashion-mnist", "--sample", "300", "--search", "halving",
-                     "--grid", "learningRate=1e-3:3e-2:log hiddenLayers=8,16", "--configs", "5",
+                     "--grid", "learningRate=1e-3:3e-2:log learningRateSchedule=cosine hiddenLayers=8,16", "--configs", "5",
                      "--epochs", "3", "--min-epochs", "1", "--batch-size", "64", "--seed", "1", "--out", str(out)])
     assert code == 0
     for name in ("results.csv", "results.json", "rungs.csv", "rungs.png", "sensitivity.png", "report.md",
@@ -131,7 +131,10 @@ def test_tune_halving_with_random_configs_writes_rungs(spark, tmp_path):
     assert report.count("| **best** |") == 2  # the rung table's outcome and the last column of all param maps
     assert "5 random configurations (seed 1) drawn from: learningRate = 0.001:0.03:log" in report
     # the grid report's sections still hold
-    assert "| default | learningRate=0.0010, hiddenLayers=[128] |" in report and "| tuned best |" in report
+    # a one-value entry is a fixed setting: the default configuration gets it too
+    assert all(r["learningRateSchedule"] == "cosine" for r in rows)
+    assert "| default | learningRate=0.0010, learningRateSchedule=cosine, hiddenLayers=[128] |" in report
+    assert "| tuned best |" in report
     assert "**Sequential estimate** (sum of the per-task train seconds of every rung's trainings" in report
     assert "**Epochs trained by the search**" in report and "trains 15: **0.60x**" in report
     best_acc = doc["test"]["best"]["test_accuracy"]
