@@ -288,6 +288,9 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
 
     train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
     test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
+    for n, values in grid_items:  # a one-value axis is a fixed setting: the default configuration gets it too
+        if isinstance(values, list) and len(values) == 1 and "." not in n:  # a Range (--configs) is no fixed setting
+            est.set(est.getParam(n), values[0])
     default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
                       for n, _ in grid_items}
     in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
