@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, 
 
 import numpy as np
 
+from sparkdl_lite.core.tfimport import import_tensorflow
+
 __all__ = ["configure_threads", "load_callable", "get_or_load", "load_stats", "prefetch"]
 
 _LOCK = threading.Lock()
@@ -30,12 +32,13 @@ def configure_threads(n: Optional[int]) -> Optional[int]:
     """Give TensorFlow ``n`` intra-op threads in this process (one task = its share of cores).
 
     TF accepts the setting only before its runtime starts; later calls keep the first value.
-    Returns the thread count in force (``None`` when TF chose).
+    Returns the thread count in force (``None`` when TF chose). Tasks call it first: it imports
+    TensorFlow without its start-up lines (:func:`sparkdl_lite.core.tfimport.import_tensorflow`).
     """
     global _THREADS
+    tf = import_tensorflow(task=True)
     if n is None or n < 1:
         return _THREADS
-    import tensorflow as tf
 
     with _LOCK:
         if _THREADS is None:
@@ -49,7 +52,7 @@ def configure_threads(n: Optional[int]) -> Optional[int]:
 
 
 def _parse(data: bytes):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(data)
@@ -62,21 +65,31 @@ def load_callable(data: bytes, input_names: Sequence[str], output_names: Sequenc
 
     ``preprocess`` (optional) is a TF function ``(*input tensors) -> tuple of graph inputs`` that is
     fused in front of the graph in one ``tf.function``, so casts, channel swaps and resizing run as
-    TF ops on the whole batch.
+    TF ops on the whole batch. That function is traced once per input dtype and per shape after the
+    batch dimension (``None``): one concrete function per graph and image size, whatever the batch
+    sizes, and no ``tf.function`` retracing (nor its warning) when a worker loads many graphs.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     graph_def = _parse(data)
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     g = wrapped.graph
     pruned = wrapped.prune([g.get_tensor_by_name(n) for n in input_names],
                            [g.get_tensor_by_name(n) for n in output_names])
-    if preprocess is None:
-        fn = pruned
-    else:
-        @tf.function(reduce_retracing=True, autograph=False)  # plain TF ops: nothing for AutoGraph to convert
-        def fn(*args):
-            return pruned(*preprocess(*args))
+    traced: Dict[Tuple[Any, ...], Callable[..., Any]] = {}
+    trace_lock = threading.Lock()
+
+    def fused(args: Sequence[Any]) -> Callable[..., Any]:
+        if preprocess is None:
+            return pruned  # already a concrete function
+        key = tuple((a.dtype, tuple(a.shape[1:])) for a in args)
+        with trace_lock:
+            fn = traced.get(key)
+            if fn is None:
+                signature = [tf.TensorSpec([None, *a.shape[1:]], a.dtype) for a in args]
+                fn = traced[key] = tf.function(lambda *xs: pruned(*preprocess(*xs)), input_signature=signature,
+                                               autograph=False).get_concrete_function()  # plain TF ops: no AutoGraph
+        return fn
 
     in_dtypes = [g.get_tensor_by_name(n).dtype for n in input_names]
     in_keys = list(input_names)
@@ -87,7 +100,7 @@ def load_callable(data: bytes, input_names: Sequence[str], output_names: Sequenc
         for name, dtype in zip(in_keys, in_dtypes):
             value = feeds[name]
             args.append(tf.convert_to_tensor(value) if preprocess is not None else tf.convert_to_tensor(value, dtype=dtype))
-        result = fn(*args)
+        result = fused(args)(*args)
         if not isinstance(result, (list, tuple)):
             result = [result]
         return {name: r.numpy() for name, r in zip(out_keys, result)}
