@@ -536,9 +536,16 @@ def probe(batches):
         sys.modules[name] = None
     found = {"python": sys.version.split()[0], "executable": sys.executable, "sparkdl_lite": None,
              "sparkdl_lite_error": None, "tensorflow": None, "tensorflow_error": None}
+    def import_tensorflow():
+        try:  # without TF's start-up lines in every worker, as sparkdl_lite's tasks import it
+            from sparkdl_lite.core.quiet import import_tensorflow as quietly
+        except ImportError:  # no (or another) sparkdl_lite here: reported below
+            return __import__("tensorflow")
+        return quietly(task=True)
+
     for name in ("sparkdl_lite", "tensorflow"):
         try:
-            module = __import__(name)
+            module = import_tensorflow() if name == "tensorflow" else __import__(name)
             found[name] = str(getattr(module, "__version__", "?"))
         except Exception as exc:
             found[name] = None

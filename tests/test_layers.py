@@ -7,7 +7,7 @@ import sparkdl_lite
 
 PKG = os.path.dirname(sparkdl_lite.__file__)
 SESSION_MACHINERY = re.compile(r"sparkContext|_jvm\b|_jsc\b|_jsparkSession|\.rdd\b|SparkContext")
-CORE = ("graph.py", "runtime.py", "training.py", "keras_model.py", "image.py", "datasets.py", "failpoint.py", "tfimport.py")
+CORE = ("graph.py", "runtime.py", "training.py", "keras_model.py", "image.py", "datasets.py", "failpoint.py", "tfimport.py", "quiet.py")
 
 
 def _sources():

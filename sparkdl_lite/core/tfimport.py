@@ -20,8 +20,17 @@ _INSTALL = ('Install it with pip install "sparkdl_lite[cpu]" (CPU) or pip instal
 _checked: Optional[ModuleType] = None  # the module, once imported and version-checked
 
 
-def import_tensorflow() -> ModuleType:
+def import_tensorflow(*, task: bool = False) -> ModuleType:
     """Return the ``tensorflow`` module, checked to be version 2.16 or newer.
+
+    The first import leaves out the lines TF's C++ libraries print while they load (see
+    :mod:`sparkdl_lite.core.quiet`; ``SPARKDL_LITE_VERBOSE=1`` keeps them).
+
+    Parameters
+    ----------
+    task : bool
+        ``True`` inside a Spark task: TF's C++ logging is also switched off in that Python worker
+        unless its environment sets ``TF_CPP_MIN_LOG_LEVEL``.
 
     Returns
     -------
@@ -44,8 +53,10 @@ def import_tensorflow() -> ModuleType:
     global _checked
     if _checked is not None:
         return _checked
+    from sparkdl_lite.core import quiet
+
     try:
-        import tensorflow as tf
+        tf = quiet.import_tensorflow(task=task)
     except ImportError as exc:
         if exc.name == "tensorflow":  # not installed, as opposed to installed but failing to load
             raise ImportError(f"sparkdl_lite needs TensorFlow >= 2.16, and it is not installed. {_INSTALL}",
