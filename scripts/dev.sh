@@ -39,7 +39,6 @@ fi
 export SPARK_LOCAL_IP=127.0.0.1
 export PYSPARK_PYTHON="$PWD/$VENV/bin/python"
 export PYSPARK_DRIVER_PYTHON="$PYSPARK_PYTHON"
-export TF_CPP_MIN_LOG_LEVEL=2
 
 case "${1:-test}" in
   setup) echo ">> set up: $VENV ready" ;;

@@ -58,7 +58,7 @@ def test_bad_grid_fails_before_spark_starts(tmp_path, capsys):
 def tuned(spark, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune")
     code = cli.main(["tune", "--data", "fashion-mnist", "--sample", "400", "--grid", "learningRate=1e-3,1e-2 hiddenLayers=16",
-                     "--epochs", "1", "--batch-size", "64", "--out", str(out), "--quiet"])
+                     "--epochs", "1", "--batch-size", "64", "--out", str(out), "--no-progress"])
     return code, out
 
 
@@ -105,7 +105,7 @@ def test_label_keeps_every_row_and_flags_corrupt_files(spark, tuned, tmp_path, c
     capsys.readouterr()
     labels = tmp_path / "labels.parquet"
     assert cli.main(["label", "--model", str(out / "best_model"), "--images", str(images), "--out", str(labels),
-                     "--class-names", "fashion-mnist", "--quiet"]) == 0
+                     "--class-names", "fashion-mnist", "--no-progress"]) == 0
     assert "rows in = 7, rows out = 7" in capsys.readouterr().out
     rows = {os.path.basename(r.origin): r for r in spark.read.parquet(str(labels)).collect()}
     assert len(rows) == 7
@@ -151,7 +151,7 @@ def test_tune_own_model_then_label_its_best(spark, tmp_path, capsys):
     out = tmp_path / "tune"
     code = cli.main(["tune", "--model", str(tmp_path / "mine.keras"), "--data", "fashion-mnist", "--sample", "300",
                      "--grid", "learningRate=1e-3 hidden.units=8,16", "--epochs", "1", "--batch-size", "32",
-                     "--out", str(out), "--quiet"])
+                     "--out", str(out), "--no-progress"])
     assert code == 0
     doc = json.loads((out / "results.json").read_text())
     assert sorted(r["hidden.units"] for r in doc["rows"]) == [8, 16]
@@ -161,6 +161,6 @@ def test_tune_own_model_then_label_its_best(spark, tmp_path, capsys):
     images = tmp_path / "images"
     assert cli.main(["images", "--data", "fashion-mnist", "--split", "test", "--limit", "5", "--out", str(images)]) == 0
     assert cli.main(["label", "--model", str(out / "best_model"), "--images", str(images),
-                     "--out", str(tmp_path / "labels.parquet"), "--quiet"]) == 0
+                     "--out", str(tmp_path / "labels.parquet"), "--no-progress"]) == 0
     rows = spark.read.parquet(str(tmp_path / "labels.parquet")).collect()
     assert len(rows) == 5 and all(r.error is None and abs(sum(r.probability) - 1) < 1e-4 for r in rows)

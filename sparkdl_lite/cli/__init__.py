@@ -181,13 +181,16 @@ def _is_local(master: str) -> bool:
 def _session(master: str, app_name: str, remote: Optional[str] = None) -> Tuple[Any, bool]:
     """The running SparkSession (reused, never stopped by us) or a new one: classic for ``master``,
     Spark Connect for ``remote`` (``sc://host:port``, or ``local[N]`` for a local Connect server;
-    ``SPARK_REMOTE`` is honoured as Spark honours it)."""
+    ``SPARK_REMOTE`` is honoured as Spark honours it). Quiet unless ``--verbose``: see
+    :mod:`sparkdl_lite.core.quiet`."""
     from pyspark.sql import SparkSession
 
+    from sparkdl_lite.core import quiet
+    from sparkdl_lite.core.tfimport import import_tensorflow
 
+    import_tensorflow()  # the driver's, without TF's start-up lines, before any thread of ours or Spark's writes to stderr
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     remote = remote or os.environ.get("SPARK_REMOTE")
     running = SparkSession.getActiveSession()
     if running is not None:
@@ -204,15 +207,17 @@ def _session(master: str, app_name: str, remote: Optional[str] = None) -> Tuple[
                .config("spark.ui.showConsoleProgress", "false")  # ours is on stderr
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.python.worker.reuse", "true")
-               .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
-               .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2"))
+               .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"]))
+    for key, value in quiet.spark_conf().items():  # the executors' Python workers as quiet as this driver
+        builder = builder.config(key, value)
     if _is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = (builder.config("spark.driver.host", "127.0.0.1")
                    .config("spark.driver.bindAddress", "127.0.0.1")
                    .config("spark.ui.enabled", "false"))
     spark = builder.getOrCreate()
-    engine.set_log_level(spark, "ERROR")
+    if not quiet.verbose():
+        engine.set_log_level(spark, "ERROR")
     return spark, True
 
 
@@ -304,7 +309,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                 factor=3.0 if args.factor is None else args.factor, min_epochs=args.min_epochs)
 
         def progress(spark_: Any, **kwargs: Any) -> Any:
-            return SparkProgress(spark_, enabled=not args.quiet, **kwargs)
+            return SparkProgress(spark_, enabled=not args.no_progress, **kwargs)
 
         result = tune(spark, data, settings, progress_factory=progress,
                       log=lambda text: print(text, file=sys.stderr), started=t_start)
@@ -363,7 +368,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         try:
             result = label_images(spark, args.model, args.images, args.out, class_names=names, recursive=args.recursive,
                                   partitions=args.partitions,
-                                  progress=lambda spark_, **kw: SparkProgress(spark_, enabled=not args.quiet, **kw))
+                                  progress=lambda spark_, **kw: SparkProgress(spark_, enabled=not args.no_progress, **kw))
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
         rows_in, rows_out, n_errors, seconds = (result[k] for k in ("rows_in", "rows_out", "errors", "seconds"))
@@ -403,6 +408,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ parser
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show Spark's, TensorFlow's and Python's log lines and warnings (default: only this "
+                        "command's own lines, errors and the progress line)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true", dest="no_progress", help=argparse.SUPPRESS)  # 0.1.0's name
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparkdl-lite`` argument parser."""
     parser = argparse.ArgumentParser(prog="sparkdl-lite", description="TensorFlow models as Spark ML stages: "
@@ -452,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--parallelism", type=int, help="tuner parallelism (default: the number of param maps)")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--seed", type=int, default=0, help="seed of sampling, splits and training (default: 0)")
-    t.add_argument("--quiet", action="store_true", help="no progress line")
+    _output_flags(t)
     t.set_defaults(func=cmd_tune)
 
     lab = sub.add_parser("label", help="label images with a saved model; write parquet",
@@ -469,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "partitions to about 4,096 images each, at least one per core)")
     lab.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
     lab.add_argument("--remote", help="Spark Connect: sc://host:port or local[N] (default: $SPARK_REMOTE)")
-    lab.add_argument("--quiet", action="store_true", help="no progress line")
+    _output_flags(lab)
     lab.set_defaults(func=cmd_label)
 
     im = sub.add_parser("images", help="write images of a data set as PNG files (to try label)")
@@ -505,8 +518,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else argv
+    from sparkdl_lite.core import quiet
+
     try:
-        return int(args.func(args))
+        with quiet.cli(getattr(args, "verbose", False)):
+            return int(args.func(args))
     except (UsageError, FileNotFoundError, ValueError) as exc:
         if os.environ.get("SPARKDL_LITE_DEBUG"):
             raise
