@@ -1,4 +1,5 @@
 """The sparkdl-lite command, in-process on the session's SparkSession (cli never stops a session it did not start)."""
+import argparse
 import json
 import os
 import re
@@ -165,3 +166,13 @@ def test_tune_own_model_then_label_its_best(spark, tmp_path, capsys):
                      "--out", str(tmp_path / "labels.parquet"), "--no-progress"]) == 0
     rows = spark.read.parquet(str(tmp_path / "labels.parquet")).collect()
     assert len(rows) == 5 and all(r.error is None and abs(sum(r.probability) - 1) < 1e-4 for r in rows)
+
+
+def test_commands_are_tune_label_images():
+    # 0.1.0's `bench` only printed where the benchmarks are; they are scripts in benchmarks/ (issue #14)
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(sub.choices) == ["images", "label", "tune"]
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["bench"])
+    assert exc.value.code == 2

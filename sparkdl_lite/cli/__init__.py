@@ -1,4 +1,4 @@
-"""The ``sparkdl-lite`` command: ``tune``, ``label``, ``images`` and ``bench``.
+"""The ``sparkdl-lite`` command: ``tune``, ``label`` and ``images`` (the benchmarks are scripts in ``benchmarks/``).
 
 ``sparkdl-lite tune`` tunes a :class:`~sparkdl_lite.classifier.TFClassifier` on an MNIST-style
 data set with Spark's ``CrossValidator`` / ``TrainValidationSplit`` and writes a report;
@@ -383,7 +383,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             spark.stop()
 
 
-# ============================================================================ images, bench
+# ============================================================================ images
 def cmd_images(args: argparse.Namespace) -> int:
     from PIL import Image
 
@@ -401,12 +401,6 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    print("sparkdl-lite bench: the throughput and speedup benchmarks are scripts; see benchmarks/ "
-          "(e.g. python benchmarks/<script>.py).")
-    return 0
-
-
 # ============================================================================ parser
 def _output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
@@ -421,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparkdl-lite", description="TensorFlow models as Spark ML stages: "
                                      "distributed hyperparameter tuning and deployment at scale.")
     parser.add_argument("--version", action="version", version=__version__)
-    sub = parser.add_subparsers(dest="command", metavar="{tune,label,images,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{tune,label,images}")
 
     t = sub.add_parser("tune", help="tune a TFClassifier with CrossValidator / TrainValidationSplit and write a report",
                        description="Train the default TFClassifier and a param grid on an MNIST-style data set with "
@@ -491,9 +485,6 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--limit", type=int, default=500, help="how many images, from the start of the split (default: 500)")
     im.add_argument("--out", required=True, help="output directory")
     im.set_defaults(func=cmd_images)
-
-    b = sub.add_parser("bench", help="where the benchmarks are")
-    b.set_defaults(func=cmd_bench)
     return parser
 
 
