@@ -133,3 +133,11 @@ def test_spark_progress_counts_tagged_tasks(spark):
     # Labeling has no metric: no "best" part.
     quiet = SparkProgress(spark, total=2, unit="tasks", stream=io.StringIO(), show_best=False)
     assert quiet.line().startswith("tasks 0/2 | elapsed ") and "best" not in quiet.line()
+
+
+def test_progress_without_a_total_ends_with_eta_0s(spark):
+    stream = io.StringIO()
+    with SparkProgress(spark, unit="tasks", stream=stream, interval=0.1, show_best=False):
+        spark.sparkContext.parallelize(range(3), 3).count()
+    last = stream.getvalue().strip().splitlines()[-1]
+    assert last.startswith("tasks ") and last.endswith("ETA 0s")  # not "ETA ?" once the work has ended

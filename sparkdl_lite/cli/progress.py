@@ -141,8 +141,8 @@ class SparkProgress:
             self.done, self.tasks, self.epochs = done, tasks, progress
         return done, tasks
 
-    def line(self) -> str:
-        """The current progress text."""
+    def line(self, final: bool = False) -> str:
+        """The current progress text (``final``: the work has ended, so the ETA is 0s)."""
         with self._lock:
             done = self.done + self.offset
             total, tasks, best, best_name = self.total, self.tasks, self.best, self.best_name
@@ -159,7 +159,7 @@ class SparkProgress:
         if self.show_best:
             parts.append(f"best {best_name + ' ' if best_name else ''}{best:.4f}" if best is not None else "best –")
         parts.append(f"elapsed {format_seconds(elapsed)}")
-        if total and done >= total:
+        if final or (total and done >= total):
             parts.append("ETA 0s")
         elif total and progress > 0:
             parts.append(f"ETA {format_seconds(elapsed / progress * (total - progress))}")
@@ -170,7 +170,7 @@ class SparkProgress:
     def _emit(self, final: bool = False) -> None:
         if not self.enabled:
             return
-        text = self.line()
+        text = self.line(final)
         now = time.perf_counter()
         try:
             if self.tty:
