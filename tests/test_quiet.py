@@ -1,6 +1,7 @@
 """Quiet by default (issue #14): the real command prints its own lines only; --verbose brings the logs back."""
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,9 @@ def test_tune_prints_only_its_own_lines(quiet_tune):
     found = [line for line in text.splitlines() if any(n in line for n in NOISE)]
     assert found == [], text
     assert "best: learningRate=0.001" in text and "report:" in text  # its own lines are there
+    # the progress line counts epochs: the tuning task's and the refit's, all done at the end
+    last = [line for line in text.splitlines() if line.startswith("models ")][-1]
+    assert re.match(r"models 2/2 \| epochs 2/2 \| best val acc [0-9.]+ \| elapsed .* \| ETA 0s$", last), last
 
 
 @needs_fashion
