@@ -102,23 +102,6 @@ def _layer_default(est: Any, name: str) -> Any:
     return None if entry is None else entry["config"].get(key)
 
 
-def _planned_trainings(plan: Dict[str, Any], n: int) -> int:
-    """Trainings (param map x fold) a successive-halving plan runs when nothing fails."""
-    from sparkdl_lite.search import _rung_resource
-
-    folds = plan["folds"] or 1
-    total, alive, k, previous = 0, n, 0, None
-    while True:
-        resource = _rung_resource(k, plan, previous)
-        total += alive * folds
-        if resource >= plan["max"]:
-            return total
-        alive = max(1, math.ceil(alive / plan["factor"]))
-        if alive == 1:
-            return total
-        k, previous = k + 1, resource
-
-
 def _short_params(params: Dict[str, Any]) -> str:
     from sparkdl_lite.report import _label
 
@@ -264,7 +247,7 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     if settings.search not in ("grid", "halving"):
         raise ValueError(f"--search must be 'grid' or 'halving'; got {settings.search!r}.")
     if halving:
-        from sparkdl_lite.search import HalvingSearch
+        from sparkdl_lite.search import HalvingSearch, planned_trainings
 
         split = {"numFolds": settings.folds} if settings.folds is not None else {"trainRatio": 1.0 - fraction}
         tuner: Any = HalvingSearch(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
@@ -294,7 +277,7 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
                       for n, _ in grid_items}
     in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
-    trainings = _planned_trainings(plan, len(param_maps)) if plan is not None else folds * len(param_maps)
+    trainings = planned_trainings(len(param_maps), plan) if plan is not None else folds * len(param_maps)
     n_models = trainings + 1 + 1  # + refit of the best + the default (unless it is the best)
     executors, cores = engine.cluster_shape(spark)
     master = engine.master(spark)

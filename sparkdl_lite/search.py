@@ -241,6 +241,25 @@ def _rung_resource(k: int, plan: Dict[str, Any], previous: Any) -> Any:
     return hi if value >= hi * (1 - 1e-9) else value
 
 
+def planned_trainings(n: int, plan: Dict[str, Any]) -> int:
+    """Trainings (param map x fold) the schedule of ``plan`` runs for ``n`` param maps when none fails.
+
+    The same stop rules as :meth:`HalvingSearch._fit`: a rung at ``maxResource`` is the last, and so
+    is one that leaves a single survivor.
+    """
+    folds = plan["folds"] or 1
+    total, alive, k, previous = 0, n, 0, None
+    while True:
+        resource = _rung_resource(k, plan, previous)
+        total += alive * folds
+        if resource >= plan["max"]:
+            return total
+        alive = max(1, math.ceil(alive / plan["factor"]))
+        if alive == 1:
+            return total
+        k, previous = k + 1, resource
+
+
 # ============================================================================ helpers
 def _describe(param_map: Dict[Param, Any]) -> str:
     return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
