@@ -1,5 +1,8 @@
 """Write the user-written Fashion-MNIST CNN (batch norm, dropout, a random flip, named layers) as a .keras file.
 
+Two blocks of two 3x3 convolutions (32, 32 | filters, filters), each with batch norm and ReLU, then a dense
+hidden layer: a small VGG-style network.
+
     .venv/bin/python benchmarks/own_cnn.py out/own_cnn.keras
 
 It stands for "a model of the user's own": the CLI tunes it with
@@ -27,6 +30,7 @@ def build(hidden: int = 128, filters: int = 64, seed: int = 0):
     h = layers.MaxPooling2D(2, name="pool1")(h)
     h = layers.Dropout(0.2, name="drop1")(h)
     h = conv_bn(h, filters, "conv2")
+    h = conv_bn(h, filters, "conv2b")
     h = layers.MaxPooling2D(2, name="pool2")(h)
     h = layers.Dropout(0.25, name="drop2")(h)
     h = layers.Flatten(name="flatten")(h)
