@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
@@ -42,7 +42,7 @@ def spark_session(master: str = "local[2]", conf: Optional[Dict[str, str]] = Non
          .config("spark.python.worker.reuse", "true")
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
          .config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
-         .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2"))
+         .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "3"))
     for k, v in (conf or {}).items():
         b = b.config(k, v)
     spark = b.getOrCreate()

@@ -408,7 +408,7 @@ def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], loca
         if cfg.get("_fail"):
             raise RuntimeError(cfg["_fail"])  # test-only fail point
         x, y = payload[f"x{cfg['data']}"], payload[f"y{cfg['data']}"]
-        kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "data"}
+        kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in ("data", "score")}
         for key in ("model", "warm_start"):
             if kwargs.get(key) is not None:
                 kwargs[key] = payload[f"a{kwargs[key]}"].tobytes()
@@ -419,11 +419,16 @@ def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], loca
                     phases={k: float(v) for k, v in result.phases.items()})
         if result.weights:
             info["weights"] = dict(result.weights)
+        scores = None
+        if cfg.get("score") is not None:  # the validation rows, predicted here: no separate scoring job
+            t3 = time.perf_counter()
+            scores = training.predict_classes(graph, payload[f"x{cfg['score']}"]).tobytes()
+            info["scoreSeconds"] = time.perf_counter() - t3
         return (index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
-                result.history, info, None, result.model)
+                result.history, info, None, result.model, scores)
     except Exception as exc:  # noqa: BLE001 - reported per param map so the other models survive
         info.update(seconds=time.perf_counter() - start, diverged=False)
-        return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None)
+        return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None, None)
 
 
 _PAYLOADS: Dict[str, Dict[str, np.ndarray]] = {}
@@ -457,19 +462,20 @@ def _unpack(shipped: Any) -> Dict[str, np.ndarray]:
 
 
 _RESULT_SCHEMA = ("index long, graph binary, inputs array<string>, outputs array<string>, history string, "
-                  "info string, error string, model binary")
+                  "info string, error string, model binary, scores binary")
 _RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inputs", pa.list_(pa.string())),
                            ("outputs", pa.list_(pa.string())), ("history", pa.string()), ("info", pa.string()),
-                           ("error", pa.string()), ("model", pa.binary())])
+                           ("error", pa.string()), ("model", pa.binary()), ("scores", pa.binary())])
 
 
 def _train_batches(batches: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
     """mapInArrow body: train the task of each index row; one Arrow row of results each."""
     for batch in batches:
         for index in batch.column(0).to_pylist():
-            _, graph, inputs, outputs, history, info, error, model = _train_task(int(index), **kwargs)
+            _, graph, inputs, outputs, history, info, error, model, scores = _train_task(int(index), **kwargs)
             row = {"index": int(index), "graph": graph, "inputs": inputs, "outputs": outputs,
-                   "history": json.dumps(history), "info": json.dumps(info), "error": error, "model": model}
+                   "history": json.dumps(history), "info": json.dumps(info), "error": error, "model": model,
+                   "scores": scores}
             yield pa.RecordBatch.from_pylist([row], schema=_RESULT_ARROW)
 
 
@@ -826,13 +832,20 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         run, build = self._prepare([(dataset, pm, None) for pm in maps])
         return _ModelIterator(run, build, len(maps))
 
-    def _fit_tasks(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]]) -> List[Any]:
+    def _fit_tasks(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],
+                   validation: Optional[Sequence[Optional[DataFrame]]] = None) -> List[Any]:
         """Train several (dataset, param map, start model) tasks in ONE Spark job.
 
         Each distinct DataFrame is collected and shipped once. With a start model (one this
         estimator returned before), the task continues that model's weights for the param map's
         ``epochs`` more epochs (a warm start; the optimizer starts afresh) and the returned model's
         ``history`` continues the epoch count. The halving search runs each rung this way.
+
+        ``validation`` (aligned with ``tasks``, None entries allowed) names a DataFrame of held-out
+        rows per task, with the same features and label columns: the task predicts them right
+        after training, and the returned model carries ``_validation`` = ``{"label": labels,
+        "prediction": class indices}`` (numpy arrays), as its ``prediction`` column would give, so a
+        caller can score accuracy without a separate scoring job.
 
         Returns
         -------
@@ -844,7 +857,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         tasks = list(tasks)
         if not tasks:
             return []
-        run, build = self._prepare(tasks)
+        run, build = self._prepare(tasks, validation)
         results = run()
         out: List[Any] = []
         for i in range(len(tasks)):
@@ -854,9 +867,13 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 out.append(exc)
         return out
 
-    def _prepare(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]]) -> Tuple[Any, Any]:
+    def _prepare(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],
+                 validation: Optional[Sequence[Optional[DataFrame]]] = None) -> Tuple[Any, Any]:
         """Validate every task, collect each distinct dataset once and check the models; return (run, build)."""
         n = len(tasks)
+        if validation is not None and len(validation) != n:
+            raise ValueError(f"TFClassifier: {len(validation)} validation DataFrames for {n} tasks; give one (or None) "
+                             f"per task.")
         maps = [dict(pm) for _, pm, _ in tasks]
         where = (lambda i: "") if n == 1 else (lambda i: f" (param map {i}: {_describe(maps[i])})")
         estimators: List[TFClassifier] = []
@@ -882,6 +899,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         data_key: List[int] = []
         classes: Dict[int, int] = {}
         collected: Dict[Tuple[int, str, str], int] = {}  # (DataFrame, featuresCol, labelCol) -> data key
+        score_key: List[Optional[int]] = []
+        labels: Dict[int, np.ndarray] = {}  # validation labels stay on the driver
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
             features, label = est.getFeaturesCol(), est.getLabelCol()
             key = collected.setdefault((id(dataset), features, label), i)
@@ -891,6 +910,19 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 data[key] = (x, y)
                 classes[key] = _num_classes(dataset, label, y)
             data_key.append(key)
+            held = validation[i] if validation is not None else None
+            if held is None:
+                score_key.append(None)
+                continue
+            if held.schema[features].dataType != dataset.schema[features].dataType or label not in held.schema.names:
+                raise ValueError(f"TFClassifier: the validation DataFrame of task {i} must have the training rows' "
+                                 f"featuresCol {features!r} (same type) and labelCol {label!r}.")
+            key = collected.setdefault((id(held), features, label), n + i)  # keys >= n: validation-only data
+            if key == n + i:
+                with engine.job_description(spark, f"TFClassifier {self.uid}: collect validation rows"):
+                    data[key] = _collect(held, features, label, kinds[i])
+            labels[key] = data[key][1]
+            score_key.append(key)
         check.wait()
         from sparkdl_lite.core.keras_model import ModelInfo
 
@@ -901,7 +933,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         for i, est in enumerate(estimators):
             x, _ = data[data_key[i]]
             cfg = est._train_kwargs()
-            cfg.update(data=data_key[i], num_classes=classes[data_key[i]], scale=est._resolved_scale(kinds[i]),
+            cfg.update(data=data_key[i], score=score_key[i], num_classes=classes[data_key[i]],
+                       scale=est._resolved_scale(kinds[i]),
                        reverse_channels=kinds[i] == "image" and est.getChannelOrder() == "RGB" and x.shape[-1] == 3)
             start = tasks[i][2]
             try:
@@ -957,10 +990,10 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 board.close()
                 engine.release(shipped)
             return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
-                                 json.loads(r["info"]), r["error"], r["model"]) for r in table.to_pylist()}
+                                 json.loads(r["info"]), r["error"], r["model"], r["scores"]) for r in table.to_pylist()}
 
         def build(result: Tuple[Any, ...]) -> TFClassificationModel:
-            index, graph_bytes, inputs, outputs, history, info, error, archive = result
+            index, graph_bytes, inputs, outputs, history, info, error, archive, scores = result
             if error is not None:
                 raise RuntimeError(f"TFClassifier: training failed for param map {index} {_describe(maps[index])} "
                                    f"on executor {info.get('executorId')!r}: {error}")
@@ -975,6 +1008,9 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             model._history = (start.history if start is not None else []) + history
             model._training_info = info
             model._keras_archive = archive
+            if scores is not None:
+                label = labels[score_key[index]]
+                model._validation = {"label": label, "prediction": np.frombuffer(scores, dtype=np.int32)}
             return model
 
         return run, build
@@ -1072,6 +1108,7 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
     _history: Optional[List[Dict[str, Any]]] = None
     _training_info: Optional[Dict[str, Any]] = None
     _keras_archive: Optional[bytes] = None
+    _validation: Optional[Dict[str, np.ndarray]] = None  # held-out labels and predictions from the training task
 
     @keyword_only
     def __init__(self, *, graph: Any = None, numClasses: Optional[int] = None, featuresCol: str = "features",

@@ -27,6 +27,8 @@ from contextlib import ExitStack
 from multiprocessing.pool import ThreadPool
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from pyspark import inheritable_thread_target, keyword_only
 from pyspark.ml import Estimator, Model, Transformer
 from pyspark.ml.evaluation import Evaluator
@@ -629,6 +631,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
         tasks, keys = [], []
         rejected: Dict[int, BaseException] = {}
         schema = folds[0][0].schema
+        held: List[Any] = []  # per task: its fold's validation rows where the task can score them itself
         for i in alive:
             pm = dict(maps[i])
             pm[epochs_param] = int(epochs)
@@ -637,12 +640,15 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
             except (ValueError, TypeError) as exc:
                 rejected[i] = exc
                 continue
-            for f, (train, _) in enumerate(folds):
+            in_task = _scores_in_task(evaluator, est.copy(pm))
+            for f, (train, valid) in enumerate(folds):
                 tasks.append((train, pm, state.get((i, f))))
                 keys.append((i, f))
+                held.append(valid if in_task else None)
         t0 = time.perf_counter()
         try:
-            trained = list(est._fit_tasks(tasks)) if tasks else []
+            trained = list(est._fit_tasks(tasks, validation=held if any(v is not None for v in held) else None)) \
+                if tasks else []
         except Exception as exc:  # noqa: BLE001 - the whole job failed: every task of this rung did
             trained = [exc] * len(tasks)
         wall = time.perf_counter() - t0
@@ -664,9 +670,14 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
             if isinstance(model, BaseException):
                 return t, model, fit_seconds, fit_seconds
             i, f = keys[t]
+            scored = getattr(model, "_validation", None)
+            if scored is not None:  # predicted in the training task: accuracy needs no Spark job
+                metric: Any = float(np.mean(scored["prediction"] == scored["label"])) if len(scored["label"]) \
+                    else float("nan")
+                return t, metric, fit_seconds + float(info.get("scoreSeconds") or 0.0), fit_seconds
             t1 = time.perf_counter()
             try:
-                metric: Any = evaluator.evaluate(model.transform(folds[f][1], maps[i]))
+                metric = evaluator.evaluate(model.transform(folds[f][1], maps[i]))
             except Exception as exc:  # noqa: BLE001
                 metric = exc
             return t, metric, fit_seconds + time.perf_counter() - t1, fit_seconds
@@ -712,6 +723,24 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
     @classmethod
     def read(cls) -> MLReader:
         return _HalvingSearchReader(cls)
+
+
+def _scores_in_task(evaluator: Evaluator, est: Any) -> bool:
+    """Whether the training tasks can score ``evaluator`` themselves: plain accuracy of ``est``'s prediction.
+
+    ``MulticlassClassificationEvaluator(metricName="accuracy")`` without weights, on the estimator's
+    own label and prediction columns, is the fraction of validation rows whose predicted class
+    equals the label: the task predicts the rows after training and the driver counts. Any other
+    evaluator scores a ``transform`` of the validation rows, one Spark job per model.
+    """
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+
+    if type(evaluator) is not MulticlassClassificationEvaluator or evaluator.getMetricName() != "accuracy":
+        return False
+    if evaluator.isSet(evaluator.weightCol) and evaluator.getWeightCol():
+        return False
+    return (evaluator.getLabelCol() == est.getLabelCol() and evaluator.getPredictionCol() == est.getPredictionCol()
+            and bool(est.getPredictionCol()))
 
 
 def _best_index(rungs: List[Dict[str, Any]], larger_is_better: bool) -> int:

@@ -240,6 +240,13 @@ def test_epochs_mode_trains_each_rung_in_one_job_and_warm_starts_survivors(spark
 
     warm = model.subModels[model.bestIndex]
     split = train.select("*", F.rand(3).alias("r")).filter(F.col("r") < 0.75).drop("r")  # the search's training rows
+    valid = train.select("*", F.rand(3).alias("r")).filter(F.col("r") >= 0.75).drop("r")  # its validation rows
+    # Accuracy is scored in the training tasks (no scoring job per model); it must equal the evaluator's
+    # accuracy on a transform of the validation rows by the same model.
+    for i, sub in enumerate(model.subModels):
+        last = [e for e in model.rungs if e["paramMapIndex"] == i][-1]
+        assert sub._validation is not None and len(sub._validation["label"]) == valid.count()
+        assert last["metric"] == pytest.approx(accuracy.evaluate(sub.transform(valid)), abs=1e-12)
     cold = clf.fit(split, {**grid[model.bestIndex], clf.epochs: 3})
     warm_acc, cold_acc = accuracy.evaluate(warm.transform(test)), accuracy.evaluate(cold.transform(test))
     best_acc = accuracy.evaluate(model.transform(test))
@@ -247,3 +254,18 @@ def test_epochs_mode_trains_each_rung_in_one_job_and_warm_starts_survivors(spark
           f"warm {warm_acc:.4f} cold {cold_acc:.4f} refit {best_acc:.4f} search {model.searchSeconds:.1f}s")
     assert abs(warm_acc - cold_acc) <= 0.01
     assert best_acc > 0.8
+
+
+def test_epochs_mode_with_another_metric_scores_by_transform(spark, digits):
+    """An evaluator the tasks cannot score themselves (weighted F1) scores a transform of the validation rows."""
+    train, _ = digits
+    f1 = MulticlassClassificationEvaluator(metricName="f1")
+    clf = TFClassifier(hiddenLayers=[16], batchSize=32, scale=1 / 16)
+    grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 1e-2]).build()
+    model = HalvingSearch(estimator=clf, estimatorParamMaps=grid, evaluator=f1, factor=2, minResource=1, maxResource=2,
+                          trainRatio=0.75, parallelism=2, seed=3, collectSubModels=True).fit(train)
+    valid = train.select("*", F.rand(3).alias("r")).filter(F.col("r") >= 0.75).drop("r")
+    best = model.subModels[model.bestIndex]
+    assert getattr(best, "_validation", None) is None  # not predicted in the task
+    last = [e for e in model.rungs if e["paramMapIndex"] == model.bestIndex][-1]
+    assert last["metric"] == pytest.approx(f1.evaluate(best.transform(valid)), abs=1e-12)

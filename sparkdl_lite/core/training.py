@@ -669,3 +669,28 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     phases = {"import": t_build - t_import, "build": t_fit - t_build, "fit": t_freeze - t_fit, "freeze": end - t_freeze}
     return TrainResult(graph=graph, history=history, seconds=end - start, diverged=state["diverged"], phases=phases,
                        model=archive, weights=plan)
+
+
+def predict_classes(graph: TFGraph, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+    """The class index of each row of ``x`` by a frozen classifier graph from :func:`train`.
+
+    Runs the graph's ``probability:0`` output on the raw features (the layout the model was
+    trained on) in batches and takes the first largest probability of each row, as
+    ``TFClassificationModel``'s ``prediction`` column does. Used to score a validation set in
+    the training task itself, without a separate scoring job.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int32`` class indices, shape ``(len(x),)``.
+
+    .. versionadded:: 0.2.0
+    """
+    from sparkdl_lite.core import runtime
+
+    run = runtime.load_callable(graph.to_bytes(), ["features:0"], ["probability:0"])
+    out = np.empty(len(x), dtype=np.int32)
+    for lo in range(0, len(x), batch_size):
+        probability = run({"features:0": np.asarray(x[lo:lo + batch_size], dtype=np.float32)})["probability:0"]
+        out[lo:lo + batch_size] = np.argmax(probability, axis=1)
+    return out
