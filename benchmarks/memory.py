@@ -148,7 +148,8 @@ def main(argv=None) -> int:
               f"JVM RSS x{b['peak_jvm_rss_mb'] / max(a['peak_jvm_rss_mb'], 1):.2f}")
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        json.dump({"results": results, "machine": common.machine_info() if hasattr(common, "machine_info") else None},
+        json.dump({"results": results, "machine": common.machine(), "args": vars(args),
+                   "command": "benchmarks/memory.py " + " ".join(argv if argv is not None else sys.argv[1:])},
                   open(args.json, "w"), indent=2)
     spark.stop()
     return 0
