@@ -838,7 +838,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
         Each distinct DataFrame is collected and shipped once. With a start model (one this
         estimator returned before), the task continues that model's weights for the param map's
-        ``epochs`` more epochs (a warm start; the optimizer starts afresh) and the returned model's
+        ``epochs`` more epochs (a warm start; with the constant learning rate the optimizer's state
+        continues too) and the returned model's
         ``history`` continues the epoch count. The halving search runs each rung this way.
 
         ``validation`` (aligned with ``tasks``, None entries allowed) names a DataFrame of held-out

@@ -157,6 +157,27 @@ def test_cosine_schedule_decays_the_step_size_to_zero_over_the_fit(digits):
     assert _accuracy(cosine, x_test, y_test) >= 0.85
 
 
+def test_a_warm_start_continues_the_optimizer_state(digits):
+    """Adam over 2 + 2 warm-started epochs ends exactly where 4 epochs in one call end (its moments and step
+    count carried); with the cosine schedule the warm start restarts the optimizer, so the two differ."""
+    from sparkdl_lite.core import keras_model
+
+    x_train, _, y_train, _ = digits
+    x, y = x_train[:512], y_train[:512]
+    kw = dict(num_classes=10, hidden_layers=[16], batch_size=64, learning_rate=3e-3)
+    whole = train(x, y, epochs=4, **kw)
+    first = train(x, y, epochs=2, **kw)
+    rest = train(x, y, epochs=2, warm_start=first.model, initial_epoch=2, **kw)
+    assert [h["epoch"] for h in rest.history] == [3, 4]
+    assert int(keras_model.from_archive(rest.model, compile=True).optimizer.iterations.numpy()) == 4 * 8
+    for a, b in zip(keras_model.from_archive(whole.model).get_weights(), keras_model.from_archive(rest.model).get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    kw["learning_rate_schedule"] = "cosine"
+    first = train(x, y, epochs=2, **kw)
+    rest = train(x, y, epochs=2, warm_start=first.model, initial_epoch=2, **kw)
+    assert int(keras_model.from_archive(rest.model, compile=True).optimizer.iterations.numpy()) == 2 * 8
+
+
 _X = np.zeros((8, 64), np.float32)
 _Y = np.arange(8) % 2
 

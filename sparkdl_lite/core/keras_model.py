@@ -70,8 +70,12 @@ def to_archive(model: Any) -> bytes:
             return f.read()
 
 
-def from_archive(data: bytes) -> Any:
-    """Load ``.keras`` archive bytes in Keras' safe mode (no Python code from the file), uncompiled."""
+def from_archive(data: bytes, compile: bool = False) -> Any:
+    """Load ``.keras`` archive bytes in Keras' safe mode (no Python code from the file).
+
+    Uncompiled by default; ``compile=True`` also restores the optimizer the archive was saved with,
+    its state included (Adam's moments, the step count), where the archive holds one.
+    """
     import keras
 
     with tempfile.TemporaryDirectory(prefix="sparkdl_lite_") as tmp:
@@ -79,7 +83,7 @@ def from_archive(data: bytes) -> Any:
         with open(path, "wb") as f:
             f.write(data)
         try:
-            return keras.saving.load_model(path, compile=False, safe_mode=True)
+            return keras.saving.load_model(path, compile=compile, safe_mode=True)
         except TypeError as exc:  # an unknown class: Keras says "Could not locate class 'X'"
             raise TypeError(f"{_WHO}: the Keras model cannot be rebuilt here: {exc} A custom layer must be registered "
                             f"with keras.saving.register_keras_serializable and its module importable on the "

@@ -425,6 +425,26 @@ def _make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
     return keras.optimizers.RMSprop(learning_rate=lr)
 
 
+def _continue_optimizer(opt: Any, old: Any, net: Any) -> bool:
+    """Give the fresh optimizer ``opt`` the state of ``old`` (same class) for ``net``'s weights.
+
+    Copies the step count and the slot variables (Adam's moments, RMSprop's averages, SGD's
+    momentum) in order, and only when every variable matches in shape; the step size stays the
+    new one. Returns whether the state was carried.
+    """
+    if type(opt) is not type(old) or not getattr(old, "built", False):
+        return False
+    opt.build(net.trainable_variables)
+    skip = {id(getattr(o, "_learning_rate", None)) for o in (opt, old)}  # a learning-rate variable stays the new one
+    new_vars = [v for v in opt.variables if id(v) not in skip]
+    old_vars = [v for v in old.variables if id(v) not in skip]
+    if len(new_vars) != len(old_vars) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(new_vars, old_vars)):
+        return False
+    for a, b in zip(new_vars, old_vars):
+        a.assign(b)
+    return True
+
+
 def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x)
     y = np.asarray(y)
@@ -565,8 +585,11 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         Reverse the last axis of image features (BGR pixels to an RGB model).
     warm_start : bytes, optional
         ``.keras`` archive of a model this function returned before (:attr:`TrainResult.model`):
-        training continues from its weights (its config already holds its layer params). The
-        optimizer starts afresh (Adam's moments are not kept).
+        training continues from its weights (its config already holds its layer params). With
+        the ``"constant"`` schedule the optimizer continues too: a fresh optimizer of the
+        param's kind and step size takes the archive's optimizer state (step count, Adam's
+        moments), so a run split into warm-started calls steps as one run would. With
+        ``"cosine"`` the optimizer starts afresh (a warm restart of the schedule).
     initial_epoch : int
         Epochs already trained (a warm start): the history numbers epochs from ``initial_epoch + 1``.
     on_epoch : callable, optional
@@ -633,8 +656,10 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     plan: Dict[str, str] = {}
+    carried = None  # a warm start's optimizer, whose state the new optimizer continues from
     if warm_start is not None:
-        net = keras_model.from_archive(warm_start)
+        net = keras_model.from_archive(warm_start, compile=schedule == "constant")
+        carried = getattr(net, "optimizer", None) if schedule == "constant" else None
         plan = {path: "warm" for path, layer in keras_model._walk_live(net) if layer.weights}
     elif preset is not None:
         net = _build_preset(**preset)
@@ -653,8 +678,10 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     xp = preprocess(x, model_shape=model_shape, scale=scale, reverse_channels=reverse_channels)
     keras.utils.set_random_seed(seed)  # fit draws dropout masks and shuffles from here, as a plain Keras fit would
     steps = epochs * math.ceil(len(xp) / batch_size)  # this fit's optimizer steps: a warm start decays anew
-    net.compile(optimizer=_make_optimizer(optimizer, float(learning_rate), schedule, steps), loss=loss_fn,
-                metrics=[metric])
+    opt = _make_optimizer(optimizer, float(learning_rate), schedule, steps)
+    if carried is not None:
+        _continue_optimizer(opt, carried, net)
+    net.compile(optimizer=opt, loss=loss_fn, metrics=[metric])
     history: List[Dict[str, Any]] = []
     state = {"diverged": False}
     t_fit = time.perf_counter()
