@@ -73,6 +73,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--arrow-batch", type=int, default=2048)
+    ap.add_argument("--row-group", type=int, default=256, help="parquet rows per row group (default 256, as infer.py)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -110,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             gray = common.fashion_test_images(rows)
             floats = gray[..., None].astype(np.float32) / 255.0
             path = os.path.join(work, f"images-{rows}")
-            common.write_image_parquet(path, gray[..., None], files=2 * slots)
+            common.write_image_parquet(path, gray[..., None], files=2 * slots, row_group=args.row_group)
 
             def run(stage: str) -> None:
                 if stage == "raw":
@@ -140,7 +141,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             for s in STAGES:
                 summary[s]["images_per_s"] = rows / summary[s]["wall_s"]
             results[str(rows)] = {"passes": per, "median": summary}
-            print(f"\n{rows} rows ({args.repeats} passes each, medians):")
+            print(f"\n{rows} rows, {args.row_group} rows per parquet row group ({args.repeats} passes each, medians):")
             head = ["stage", "wall s", "img/s", "vs raw", "CPU s JVM", "CPU s Python workers", "CPU s driver"]
             body = [[s, f"{m['wall_s']:.2f}", f"{m['images_per_s']:.0f}",
                      f"{m['images_per_s'] / summary['raw']['images_per_s']:.2f}",

@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 RUNS="${RUNS:-2}"
-ONLY="${ONLY:-halving,profile,infer,tune,refit,memory,demo}"
+ONLY="${ONLY:-halving,profile,profile-rg,infer,tune,refit,memory,demo}"
 D="${OUT:-out/bench-$(date -u +%Y%m%d-%H%M)}"
 mkdir -p "$D"
 echo "# benchmarks/rerun.sh, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), runs=$RUNS, only=$ONLY" >> "$D/index.txt"
@@ -22,6 +22,7 @@ for k in $(seq 1 "$RUNS"); do
       halving) cmd=("$PY" benchmarks/halving.py --json "$D/halving-$k.json") ;;
       halving-cnn) cmd=("$PY" benchmarks/halving.py --architecture cnn --sample 20000 --json "$D/halving-cnn-$k.json") ;;
       profile) cmd=("$PY" benchmarks/profile_image.py --rows 20000,200000 --repeats 3 --json "$D/profile-$k.json") ;;
+      profile-rg) cmd=("$PY" benchmarks/profile_image.py --rows 200000 --repeats 3 --row-group 8192 --json "$D/profile-rg-$k.json") ;;
       infer) cmd=("$PY" benchmarks/infer.py --paths pbu,image,tensor --json "$D/infer-$k.json") ;;
       tune) cmd=("$PY" benchmarks/tune.py --epochs 15 --skip a,cv --json "$D/tune-$k.json") ;;
       refit) cmd=("$PY" benchmarks/refit.py --json "$D/refit-$k.json") ;;

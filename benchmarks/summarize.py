@@ -140,7 +140,7 @@ def main(argv: List[str]) -> int:
     index = os.path.join(folder, "index.txt")
     if os.path.exists(index):
         print("```\n" + open(index).read().strip() + "\n```\n")
-    for name, fn in (("halving", halving), ("halving-cnn", halving), ("profile", profile), ("infer", infer),
+    for name, fn in (("halving", halving), ("halving-cnn", halving), ("profile", profile), ("profile-rg", profile), ("infer", infer),
                      ("tune", tune), ("refit", refit), ("memory", memory)):
         runs = _runs(folder, name)
         if not runs:
