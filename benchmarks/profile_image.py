@@ -113,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             path = os.path.join(work, f"images-{rows}")
             common.write_image_parquet(path, gray[..., None], files=2 * slots, row_group=args.row_group)
 
-            def run(stage: str) -> None:
+            def run(stage: str, rows: int = rows, floats: np.ndarray = floats, path: str = path) -> None:
                 if stage == "raw":
                     for i in range(0, rows, args.batch_size):
                         raw_run({in_t: floats[i:i + args.batch_size]})[out_t]

@@ -28,7 +28,6 @@ from multiprocessing.pool import ThreadPool
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-
 from pyspark import inheritable_thread_target, keyword_only
 from pyspark.ml import Estimator, Model, Transformer
 from pyspark.ml.evaluation import Evaluator
