@@ -3,7 +3,8 @@
 # and benchmarks/summarize.py turns that folder into the tables of docs/performance.md.
 #
 #   bash benchmarks/rerun.sh                       # every benchmark, 2 runs (~70 min on 2 cores)
-#   RUNS=1 ONLY=halving,profile bash benchmarks/rerun.sh
+#   RUNS=1 ONLY=halving,profile bash benchmarks/rerun.sh         # run 1 of two benchmarks
+#   OUT=<same folder> FIRST=2 RUNS=2 ONLY=halving bash benchmarks/rerun.sh   # a second run into that folder
 #   .venv/bin/python benchmarks/summarize.py out/bench-<stamp>
 #
 # The whole set runs once, then again, so the two runs of one benchmark lie ~35 minutes apart: their
@@ -16,7 +17,7 @@ ONLY="${ONLY:-halving,profile,profile-rg,infer,tune,refit,memory,demo}"
 D="${OUT:-out/bench-$(date -u +%Y%m%d-%H%M)}"
 mkdir -p "$D"
 echo "# benchmarks/rerun.sh, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), runs=$RUNS, only=$ONLY" >> "$D/index.txt"
-for k in $(seq 1 "$RUNS"); do
+for k in $(seq "${FIRST:-1}" "$RUNS"); do
   for b in ${ONLY//,/ }; do
     case "$b" in
       halving) cmd=("$PY" benchmarks/halving.py --json "$D/halving-$k.json") ;;
@@ -24,7 +25,7 @@ for k in $(seq 1 "$RUNS"); do
       profile) cmd=("$PY" benchmarks/profile_image.py --rows 20000,200000 --repeats 3 --json "$D/profile-$k.json") ;;
       profile-rg) cmd=("$PY" benchmarks/profile_image.py --rows 200000 --repeats 3 --row-group 8192 --json "$D/profile-rg-$k.json") ;;
       infer) cmd=("$PY" benchmarks/infer.py --paths pbu,image,tensor --json "$D/infer-$k.json") ;;
-      tune) cmd=("$PY" benchmarks/tune.py --epochs 15 --skip a,cv --json "$D/tune-$k.json") ;;
+      tune) cmd=("$PY" benchmarks/tune.py --epochs 15 --skip a,d,cv --json "$D/tune-$k.json") ;;
       refit) cmd=("$PY" benchmarks/refit.py --json "$D/refit-$k.json") ;;
       memory) cmd=("$PY" benchmarks/memory.py --rows 100000,400000 --json "$D/memory-$k.json") ;;
       demo) cmd=(env OUT="$D/demo-$k" bash scripts/dev.sh demo) ;;
