@@ -482,12 +482,16 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
                      for train, valid in self._splits(dataset, plan, seed, sample_seed, rand_col, sample_col)]
             alive = list(range(n))
             state: Dict[Tuple[int, int], Any] = {}  # (param map, fold) -> model a survivor continues from
+            pace: Dict[int, float] = {}  # param map -> training seconds per epoch at its last rung (all folds)
             k, previous = 0, None
             while True:
                 resource = _rung_resource(k, plan, previous)
                 if plan["kind"] == "epochs":
                     results = self._epochs_rung(dataset, est, evaluator, maps, alive, folds, resource - (previous or 0),
-                                                state)
+                                                state, pace)
+                    for i in alive:
+                        if results[i][4]:  # train seconds of this rung's epochs
+                            pace[i] = results[i][4] / (resource - (previous or 0))
                 else:
                     results = self._rows_rung(dataset, est, evaluator, maps, alive, folds, resource, sample_col)
                 for i in alive:
@@ -624,14 +628,20 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
 
     def _epochs_rung(self, dataset: DataFrame, est: Any, evaluator: Evaluator, maps: List[Dict[Param, Any]],
                      alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], epochs: int,
-                     state: Dict[Tuple[int, int], Any]) -> Dict[int, Tuple[Any, ...]]:
-        """Train every survivor and fold ``epochs`` more epochs in one Spark job, then score them concurrently."""
+                     state: Dict[Tuple[int, int], Any], pace: Optional[Dict[int, float]] = None) -> Dict[int, Tuple[Any, ...]]:
+        """Train every survivor and fold ``epochs`` more epochs in one Spark job, then score them concurrently.
+
+        The job's tasks go slowest first (by ``pace``, seconds per epoch at the previous rung): Spark
+        starts tasks in partition order, so the longest trainings start first and the short ones
+        fill the slots behind them, as longest-processing-time-first scheduling does; a rung of 3
+        survivors on 2 slots then ends with the longest task, not after it."""
         epochs_param = est.getParam("epochs")
         tasks, keys = [], []
         rejected: Dict[int, BaseException] = {}
         schema = folds[0][0].schema
         held: List[Any] = []  # per task: its fold's validation rows where the task can score them itself
-        for i in alive:
+        pace = pace or {}
+        for i in sorted(alive, key=lambda i: -pace.get(i, 0.0)):  # stable: rung 0 keeps the given order
             pm = dict(maps[i])
             pm[epochs_param] = int(epochs)
             try:  # one bad param map must not fail the job of the others: check each on the driver first

@@ -236,6 +236,10 @@ def test_epochs_mode_trains_each_rung_in_one_job_and_warm_starts_survivors(spark
         assert isinstance(sub, TFClassificationModel)
         assert [h["epoch"] for h in sub.history] == ([1, 2, 3] if i in survivors else [1])  # maxResource, not 1 + 2 + 3
     assert isinstance(model.bestModel, TFClassificationModel) and len(model.bestModel.history) == 3
+    # A rung's tasks run slowest first (seconds per epoch at the rung before): partition 0 is the slowest.
+    pace = {e["paramMapIndex"]: e["train_seconds"] for e in by_rung(model, 1)}  # 1 epoch per rung here
+    slowest_first = sorted(survivors, key=lambda i: -pace[i])
+    assert [model.subModels[i].trainingInfo["partitionId"] for i in slowest_first] == list(range(len(survivors)))
     assert model.bestModel.getLearningRate() == grid[model.bestIndex][clf.learningRate]
 
     warm = model.subModels[model.bestIndex]
