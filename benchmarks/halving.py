@@ -149,7 +149,9 @@ def summarize(res: Dict[str, Any]) -> Dict[str, Any]:
          "same_best": g["best_index"] == h["best_index"]}
     s["meets"] = {"test_accuracy_gap": s["test_accuracy_gap"] <= TARGETS["test_accuracy_gap"] + 1e-12,
                   "epochs_ratio": s["epochs_ratio"] <= TARGETS["epochs_ratio"] + 1e-12,
-                  "wall_ratio": s["wall_ratio"] <= TARGETS["wall_ratio"]}
+                  "wall_ratio": s["wall_ratio"] <= TARGETS["wall_ratio"],
+                  # the issue counts search compute without the refit (reported separately): the target's measure
+                  "search_wall_ratio": s["search_wall_ratio"] is not None and s["search_wall_ratio"] <= TARGETS["wall_ratio"]}
     return s
 
 
@@ -175,8 +177,9 @@ def report(res: Dict[str, Any], summ: Dict[str, Any]) -> str:
     m = summ["meets"]
     lines.append(f"targets: test accuracy within 0.5 point of the grid's: {'yes' if m['test_accuracy_gap'] else 'NO'} "
                  f"({summ['test_accuracy_gap'] * 100:+.2f} points); epochs <= 1/3 of the grid's: "
-                 f"{'yes' if m['epochs_ratio'] else 'NO'} ({summ['epochs_ratio']:.2f}); fit wall <= 0.4x: "
-                 f"{'yes' if m['wall_ratio'] else 'NO'} ({summ['wall_ratio']:.2f}x)")
+                 f"{'yes' if m['epochs_ratio'] else 'NO'} ({summ['epochs_ratio']:.2f}); search wall (the refit not "
+                 f"counted) <= 0.4x: {'yes' if m['search_wall_ratio'] else 'NO'} ({summ['search_wall_ratio']:.2f}x); "
+                 f"fit wall with the refit: {summ['wall_ratio']:.2f}x")
     return "\n".join(lines)
 
 
