@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -144,6 +144,35 @@ def write_image_parquet(path: str, images_bgr: np.ndarray, *, files: int, column
         pq.write_table(pa.table({column: struct}), f, row_group_size=row_group)
         total += os.path.getsize(f)
     return total
+
+
+# ----------------------------------------------------------------------------------------- processes
+def processes() -> Dict[int, Tuple[int, str]]:
+    """{pid: (parent pid, command line)} of every process, from /proc."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        procs[int(d)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd)
+    return procs
+
+
+def descendants(root: int, procs: Dict[int, Tuple[int, str]]) -> List[int]:
+    """PIDs below ``root`` in the process table ``procs`` (:func:`processes`)."""
+    children: Dict[int, List[int]] = {}
+    for pid, (ppid, _) in procs.items():  # one pass over the process table, then a tree walk
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out.extend(kids)
+        todo.extend(kids)
+    return out
 
 
 # ----------------------------------------------------------------------------------------- models

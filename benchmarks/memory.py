@@ -32,37 +32,10 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _processes() -> dict:
-    """{pid: (parent pid, command line)} of every process."""
-    procs = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{d}/stat").read()
-            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        procs[int(d)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd)
-    return procs
-
-
-def _descendants(root: int, procs: dict) -> list:
-    children: dict = {}
-    for pid, (ppid, _) in procs.items():  # one pass over the process table, then a tree walk
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        out.extend(kids)
-        todo.extend(kids)
-    return out
-
-
 def _own_processes() -> tuple:
     """(Python worker PIDs, driver JVM PIDs) started by this driver; other jobs' workers are ignored."""
-    procs = _processes()
-    mine = _descendants(os.getpid(), procs)
+    procs = common.processes()
+    mine = common.descendants(os.getpid(), procs)
     workers = [p for p in mine if "pyspark.daemon" in procs[p][1] or "pyspark/daemon.py" in procs[p][1]]
     jvms = [p for p in mine if "java" in procs[p][1].split(" ", 1)[0]]
     return workers, jvms

@@ -36,31 +36,18 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _tree() -> Dict[str, float]:
-    """CPU seconds (user + system, with reaped children) of this process's descendants, by kind."""
-    children: Dict[int, List[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(name))
-        except OSError:
-            continue
-    out = {"jvm": 0.0, "python_workers": 0.0, "driver": 0.0}
+    """CPU seconds (user + system) of this process and its descendants, by kind."""
+    procs = common.processes()
     me = os.getpid()
-    stack = [me]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
+    out = {"jvm": 0.0, "python_workers": 0.0, "driver": 0.0}
+    for pid in [me] + common.descendants(me, procs):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         own = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        cmd = procs.get(pid, (0, ""))[1]
         kind = "driver" if pid == me else "jvm" if "java" in cmd.split(" ")[0] else "python_workers"
         out[kind] += own
     return out
