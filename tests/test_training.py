@@ -159,7 +159,7 @@ def test_cosine_schedule_decays_the_step_size_to_zero_over_the_fit(digits):
 
 def test_a_warm_start_continues_the_optimizer_state(digits):
     """Adam over 2 + 2 warm-started epochs ends exactly where 4 epochs in one call end (its moments and step
-    count carried); with the cosine schedule the warm start restarts the optimizer, so the two differ."""
+    count carried); with the cosine schedule the warm start restarts the optimizer (its step count starts at 0)."""
     from sparkdl_lite.core import keras_model
 
     x_train, _, y_train, _ = digits

@@ -658,8 +658,9 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     plan: Dict[str, str] = {}
     carried = None  # a warm start's optimizer, whose state the new optimizer continues from
     if warm_start is not None:
-        net = keras_model.from_archive(warm_start, compile=schedule == "constant")
-        carried = getattr(net, "optimizer", None) if schedule == "constant" else None
+        keep_state = schedule == "constant"  # a cosine schedule restarts with each call
+        net = keras_model.from_archive(warm_start, compile=keep_state)
+        carried = getattr(net, "optimizer", None) if keep_state else None
         plan = {path: "warm" for path, layer in keras_model._walk_live(net) if layer.weights}
     elif preset is not None:
         net = _build_preset(**preset)
@@ -713,9 +714,7 @@ def predict_classes(graph: TFGraph, x: np.ndarray, *, batch_size: int = 1024) ->
 
     .. versionadded:: 0.2.0
     """
-    from sparkdl_lite.core import runtime
-
-    run = runtime.load_callable(graph.to_bytes(), ["features:0"], ["probability:0"])
+    run = graph.load(["probability:0"], ["features:0"])
     out = np.empty(len(x), dtype=np.int32)
     for lo in range(0, len(x), batch_size):
         probability = run({"features:0": np.asarray(x[lo:lo + batch_size], dtype=np.float32)})["probability:0"]
