@@ -46,3 +46,23 @@ def test_with_tensorflow_returns_the_module():
     tf = pytest.importorskip("tensorflow")
     assert import_tensorflow() is tf
     assert import_tensorflow() is tf
+
+
+
+def test_a_task_side_import_freezes_tensorflows_objects_so_pysparks_per_task_gc_skips_them(spark):
+    # PySpark's daemon runs gc.collect() after every task of a reused worker; with TF's ~400k objects
+    # tracked that costs ~0.2 s per task. After the task-side import they sit in the permanent generation.
+    pytest.importorskip("tensorflow")
+
+    def worker_heap(_):  # nested: shipped by value, the test module is not importable on the workers
+        import gc
+
+        from sparkdl_lite.core import runtime
+
+        runtime.configure_threads(1)  # what every training and scoring task does first
+        gc.collect()
+        return gc.get_freeze_count(), len(gc.get_objects())
+
+    for frozen, tracked in spark.sparkContext.parallelize([0, 1], 2).map(worker_heap).collect():
+        assert frozen > 100_000, frozen
+        assert tracked < frozen / 5, (frozen, tracked)
