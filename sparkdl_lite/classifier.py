@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import engine
+from sparkdl_lite import engine, task_data
 from sparkdl_lite import epochs as epoch_board
 from sparkdl_lite.core import failpoint
 from sparkdl_lite.params import (
@@ -237,6 +237,26 @@ class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProb
                 "learning_rate_schedule": self.getLearningRateSchedule(), "batch_size": int(self.getBatchSize()), "epochs": int(self.getEpochs()),
                 "input_shape": None if shape is None else list(shape), "seed": int(self.getSeed())}
 
+    def _work(self, data_shape: Sequence[int], cfg: Dict[str, Any], sizes: Dict[str, int]) -> float:
+        """Estimated work of training this param map: rows x epochs x multiply-adds per row (0 if unknown).
+
+        A preset counts its multiply-adds (:func:`~sparkdl_lite.core.training.preset_work`); a model
+        of your own its variant's parameter count (``sizes``, keyed by layerParams as
+        ``_model_variants`` fills it). Only the order of the estimates matters."""
+        if getattr(self, "_keras_archive", None) is not None:
+            per_row = sizes.get(json.dumps(self.getLayerParams(), sort_keys=True), 0)
+        else:
+            from sparkdl_lite.core.training import preset_work
+
+            try:
+                per_row = preset_work(architecture=cfg["architecture"], num_classes=cfg["num_classes"],
+                                      feature_shape=list(data_shape[1:]), input_shape=cfg["input_shape"],
+                                      hidden_layers=cfg["hidden_layers"], conv_filters=cfg["conv_filters"],
+                                      dropout=cfg["dropout"])
+            except (ValueError, TypeError):  # the task reports the bad param; its place in the job is moot
+                per_row = 0
+        return float(data_shape[0]) * int(cfg["epochs"]) * per_row
+
 
 # ============================================================================ driver-side data
 def _combine(col: Any) -> Any:
@@ -380,7 +400,7 @@ def _lone_task_profile(spark: Any, n_tasks: int) -> Optional[Any]:
 
 # ============================================================================ executor side
 def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], local_mode: bool,
-                progress_dir: Optional[str] = None) -> Tuple[Any, ...]:
+                progress_dir: Optional[str] = None, archives: Any = None) -> Tuple[Any, ...]:
     """Train task ``index`` inside a Spark task; errors come back as text, never raised."""
     import socket
 
@@ -402,7 +422,7 @@ def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], loca
         t0 = time.perf_counter()
         runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
         t1 = time.perf_counter()
-        payload = _unpack(shipped)  # cached per worker: its arrays are shared by every task of this worker
+        payload = task_data.unpack(shipped)  # cached per worker: shared by its tasks (and a search's rungs)
         t2 = time.perf_counter()
         startup.update(tensorflow=t1 - t0, broadcast=t2 - t1)
         if cfg.get("_fail"):
@@ -411,7 +431,7 @@ def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], loca
         kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in ("data", "score")}
         for key in ("model", "warm_start"):
             if kwargs.get(key) is not None:
-                kwargs[key] = payload[f"a{kwargs[key]}"].tobytes()
+                kwargs[key] = task_data.unpack(archives, slot="archives")[f"a{kwargs[key]}"].tobytes()
         result = training.train(x, y, threads=threads, **kwargs,
                                 on_epoch=lambda done, _: epoch_board.report(progress_dir, index, done))
         graph = result.graph
@@ -431,36 +451,6 @@ def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], loca
         return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None, None)
 
 
-_PAYLOADS: Dict[str, Dict[str, np.ndarray]] = {}
-
-
-def _pack(data: Dict[int, Tuple[np.ndarray, np.ndarray]], archives: Dict[str, bytes]) -> bytes:
-    """Training data and Keras archives as one ``.npz`` (numpy's own format; no pickle)."""
-    import io
-
-    arrays: Dict[str, np.ndarray] = {}
-    for key, (x, y) in data.items():
-        arrays[f"x{key}"], arrays[f"y{key}"] = x, y
-    for key, archive in archives.items():
-        arrays[f"a{key}"] = np.frombuffer(archive, dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def _unpack(shipped: Any) -> Dict[str, np.ndarray]:
-    """The shipped arrays, loaded once per Python worker (keyed by content hash)."""
-    import io
-
-    cached = _PAYLOADS.get(shipped.key)
-    if cached is None:
-        with np.load(io.BytesIO(shipped.read()), allow_pickle=False) as npz:
-            cached = {k: npz[k] for k in npz.files}
-        _PAYLOADS.clear()  # one training set per worker at a time
-        _PAYLOADS[shipped.key] = cached
-    return cached
-
-
 _RESULT_SCHEMA = ("index long, graph binary, inputs array<string>, outputs array<string>, history string, "
                   "info string, error string, model binary, scores binary")
 _RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inputs", pa.list_(pa.string())),
@@ -468,10 +458,11 @@ _RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inpu
                            ("error", pa.string()), ("model", pa.binary()), ("scores", pa.binary())])
 
 
-def _train_batches(batches: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
-    """mapInArrow body: train the task of each index row; one Arrow row of results each."""
+def _train_batches(batches: Iterator[Any], order: Optional[List[int]] = None, **kwargs: Any) -> Iterator[Any]:
+    """mapInArrow body: train the task of each row (partition ``p`` holds row ``p``: task ``order[p]``); one Arrow row of results each."""
     for batch in batches:
-        for index in batch.column(0).to_pylist():
+        for row_index in batch.column(0).to_pylist():
+            index = order[int(row_index)] if order is not None else int(row_index)
             _, graph, inputs, outputs, history, info, error, model, scores = _train_task(int(index), **kwargs)
             row = {"index": int(index), "graph": graph, "inputs": inputs, "outputs": outputs,
                    "history": json.dumps(history), "info": json.dumps(info), "error": error, "model": model,
@@ -833,7 +824,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         return _ModelIterator(run, build, len(maps))
 
     def _fit_tasks(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],
-                   validation: Optional[Sequence[Optional[DataFrame]]] = None) -> List[Any]:
+                   validation: Optional[Sequence[Optional[DataFrame]]] = None,
+                   shared: Optional[task_data.TaskData] = None, longest_first: bool = False) -> List[Any]:
         """Train several (dataset, param map, start model) tasks in ONE Spark job.
 
         Each distinct DataFrame is collected and shipped once. With a start model (one this
@@ -848,6 +840,16 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         "prediction": class indices}`` (numpy arrays), as its ``prediction`` column would give, so a
         caller can score accuracy without a separate scoring job.
 
+        ``shared`` (a :class:`sparkdl_lite.task_data.TaskData` made with ``keep=True``) carries the
+        collected and shipped arrays from one call to the next: a DataFrame already in it is not
+        collected or shipped again, and the workers keep the arrays they loaded. The caller
+        closes it.
+
+        ``longest_first`` starts the tasks in order of their estimated work (rows x epochs x the
+        network's multiply-adds per row, or its parameter count for a model of your own), the
+        largest first, so that short tasks fill the slots at the end of the job; otherwise the
+        tasks start in the given order.
+
         Returns
         -------
         list
@@ -858,7 +860,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         tasks = list(tasks)
         if not tasks:
             return []
-        run, build = self._prepare(tasks, validation)
+        run, build = self._prepare(tasks, validation, shared, longest_first)
         results = run()
         out: List[Any] = []
         for i in range(len(tasks)):
@@ -869,7 +871,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         return out
 
     def _prepare(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],
-                 validation: Optional[Sequence[Optional[DataFrame]]] = None) -> Tuple[Any, Any]:
+                 validation: Optional[Sequence[Optional[DataFrame]]] = None,
+                 shared: Optional[task_data.TaskData] = None, longest_first: bool = False) -> Tuple[Any, Any]:
         """Validate every task, collect each distinct dataset once and check the models; return (run, build)."""
         n = len(tasks)
         if validation is not None and len(validation) != n:
@@ -891,25 +894,26 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                     raise
                 raise type(exc)(f"{exc}{where(i)}") from None
             estimators.append(est)
-        variants = self._model_variants(estimators, where)
+        sizes: Dict[str, int] = {}
+        variants = self._model_variants(estimators, where, sizes)
         spark = tasks[0][0].sparkSession
         # One clear error if the executors lack sparkdl_lite or TensorFlow; on a session's first fit it also
         # imports TensorFlow in every Python worker while the driver collects the data below.
         check = engine.check_executors(spark, background=True)
-        data: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        data = shared if shared is not None else task_data.TaskData()
         data_key: List[int] = []
-        classes: Dict[int, int] = {}
-        collected: Dict[Tuple[int, str, str], int] = {}  # (DataFrame, featuresCol, labelCol) -> data key
         score_key: List[Optional[int]] = []
-        labels: Dict[int, np.ndarray] = {}  # validation labels stay on the driver
+
+        def collect(frame: DataFrame, features: str, label: str, kind: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
+            with engine.job_description(spark, f"TFClassifier {self.uid}: collect {what} for {n} task(s)"):
+                return _collect(frame, features, label, kind)
+
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
             features, label = est.getFeaturesCol(), est.getLabelCol()
-            key = collected.setdefault((id(dataset), features, label), i)
-            if key == i:
-                with engine.job_description(spark, f"TFClassifier {self.uid}: collect features for {n} task(s)"):
-                    x, y = _collect(dataset, features, label, kinds[i])
-                data[key] = (x, y)
-                classes[key] = _num_classes(dataset, label, y)
+            key = data.key(dataset, features, label,
+                           functools.partial(collect, dataset, features, label, kinds[i], "features"))
+            if key not in data.classes:  # training rows (a validation-only key has none yet)
+                data.classes[key] = _num_classes(dataset, label, data.labels(key))
             data_key.append(key)
             held = validation[i] if validation is not None else None
             if held is None:
@@ -918,52 +922,50 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             if held.schema[features].dataType != dataset.schema[features].dataType or label not in held.schema.names:
                 raise ValueError(f"TFClassifier: the validation DataFrame of task {i} must have the training rows' "
                                  f"featuresCol {features!r} (same type) and labelCol {label!r}.")
-            key = collected.setdefault((id(held), features, label), n + i)  # keys >= n: validation-only data
-            if key == n + i:
-                with engine.job_description(spark, f"TFClassifier {self.uid}: collect validation rows"):
-                    data[key] = _collect(held, features, label, kinds[i])
-            labels[key] = data[key][1]
-            score_key.append(key)
+            score_key.append(data.key(held, features, label,
+                                      functools.partial(collect, held, features, label, kinds[i], "validation rows")))
         check.wait()
         from sparkdl_lite.core.keras_model import ModelInfo
 
         archives: Dict[str, bytes] = {}
         configs = []
+        work: List[float] = []  # estimated work per task (longest_first)
         fail = failpoint.indexes("train")  # test-only fail points, read on the driver
         fail_first = failpoint.indexes("train_first_attempt")
         for i, est in enumerate(estimators):
-            x, _ = data[data_key[i]]
+            shape = data.shape(data_key[i])  # (rows, *feature shape)
             cfg = est._train_kwargs()
-            cfg.update(data=data_key[i], score=score_key[i], num_classes=classes[data_key[i]],
+            cfg.update(data=data_key[i], score=score_key[i], num_classes=data.classes[data_key[i]],
                        scale=est._resolved_scale(kinds[i]),
-                       reverse_channels=kinds[i] == "image" and est.getChannelOrder() == "RGB" and x.shape[-1] == 3)
+                       reverse_channels=kinds[i] == "image" and est.getChannelOrder() == "RGB" and shape[-1] == 3)
             start = tasks[i][2]
             try:
                 if start is not None:
                     archives[_digest(start._keras_archive)] = start._keras_archive
                     cfg.update(warm_start=_digest(start._keras_archive), initial_epoch=len(start.history),
                                loss=est._model_info.loss if est._keras_archive is not None else None)
-                    _check_start(start, x.shape[1:], cfg["num_classes"])
+                    _check_start(start, shape[1:], cfg["num_classes"])
                 elif est._keras_archive is not None:
                     key = _digest(est._keras_archive)
                     archives[key] = est._keras_archive
                     info: ModelInfo = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
                     from sparkdl_lite.core import training
 
-                    training.check_input_shape(x.shape[1:], info.input_shape, est.getFeaturesCol())
+                    training.check_input_shape(shape[1:], info.input_shape, est.getFeaturesCol())
                     training.resolve_head(info, cfg["num_classes"])
                     cfg.update(model=key, layer_params=est.getLayerParams(), loss=info.loss,
                                fresh_weights=est.getInitialWeights() == "fresh")
                 else:
-                    shape = est.getInputShape()
-                    if shape is not None and math.prod(shape) != math.prod(x.shape[1:]):
-                        raise ValueError(f"TFClassifier: param 'inputShape' {shape!r} holds {math.prod(shape)} values but "
-                                         f"each row of featuresCol {est.getFeaturesCol()!r} has {math.prod(x.shape[1:])}; "
+                    given = est.getInputShape()
+                    if given is not None and math.prod(given) != math.prod(shape[1:]):
+                        raise ValueError(f"TFClassifier: param 'inputShape' {given!r} holds {math.prod(given)} values but "
+                                         f"each row of featuresCol {est.getFeaturesCol()!r} has {math.prod(shape[1:])}; "
                                          f"their counts must be equal.")
             except (ValueError, TypeError) as exc:
                 if n == 1:
                     raise
                 raise type(exc)(f"{exc}{where(i)}") from None
+            work.append(est._work(shape, cfg, sizes) if longest_first else 0)
             if i in fail:
                 cfg["_fail"] = f"injected failure for param map {i} ({failpoint.ENV})"
             if i in fail_first:
@@ -971,15 +973,19 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             configs.append(cfg)
         local_mode = engine.is_local_mode(spark)
         uid = self.uid
-        packed = [_pack(data, archives)]  # the arrays as one .npz; the collected arrays are dropped
-        data.clear()
+        order = sorted(range(n), key=lambda i: -work[i])  # partition p trains task order[p]; stable
+        packed = [task_data.pack({f"a{k}": np.frombuffer(v, dtype=np.uint8) for k, v in archives.items()})
+                  if archives else None]  # Keras archives: their own shipment, made anew each call
+        archives.clear()
 
         def run() -> Dict[int, Tuple[Any, ...]]:
-            shipped = engine.ship(spark, packed.pop())
+            shipped = data.ship(spark)
+            extra = packed.pop()
+            models = engine.ship(spark, extra) if extra is not None else None
             board = epoch_board.EpochBoard([c["epochs"] for c in configs])  # the progress line's epochs
             try:
                 task = functools.partial(_train_batches, shipped=shipped, configs=configs, local_mode=local_mode,
-                                         progress_dir=board.path)
+                                         progress_dir=board.path, archives=models, order=order)
                 # One row and one partition per task. mapInArrow (not an RDD map) runs in the same
                 # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
                 profile = _lone_task_profile(spark, n)
@@ -989,7 +995,10 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                     table = jobs.toArrow()  # the CLI's progress line counts the tagged job's tasks as models
             finally:
                 board.close()
-                engine.release(shipped)
+                if models is not None:
+                    engine.release(models)
+                if shared is None:
+                    data.close()
             return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
                                  json.loads(r["info"]), r["error"], r["model"], r["scores"]) for r in table.to_pylist()}
 
@@ -1010,14 +1019,17 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             model._training_info = info
             model._keras_archive = archive
             if scores is not None:
-                label = labels[score_key[index]]
+                label = data.labels(score_key[index])
                 model._validation = {"label": label, "prediction": np.frombuffer(scores, dtype=np.int32)}
             return model
 
         return run, build
 
-    def _model_variants(self, estimators: Sequence[TFClassifier], where: Any) -> Dict[str, Any]:
-        """The ModelInfo of each distinct layerParams, from the variant built on the driver (before any job)."""
+    def _model_variants(self, estimators: Sequence[TFClassifier], where: Any,
+                        sizes: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+        """The ModelInfo of each distinct layerParams, from the variant built on the driver (before any job).
+
+        ``sizes`` (if given) receives each variant's parameter count, keyed alike."""
         if self._keras_archive is None:
             return {}
         from sparkdl_lite.core import keras_model
@@ -1037,6 +1049,8 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             units, activation = keras_model.output_head(net)
             out[key] = keras_model.ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units,
                                              activation=activation, loss=self._model_info.loss)
+            if sizes is not None:
+                sizes[key] = int(net.count_params())
         return out
 
 

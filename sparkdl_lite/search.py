@@ -48,7 +48,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import __version__
+from sparkdl_lite import __version__, task_data
 from sparkdl_lite.classifier import TFClassifier
 from sparkdl_lite.params import check
 from sparkdl_lite.report import training_info
@@ -480,6 +480,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
         with ExitStack() as stack:
             folds = [(stack.enter_context(_cache_spark_dataset(train)), stack.enter_context(_cache_spark_dataset(valid)))
                      for train, valid in self._splits(dataset, plan, seed, sample_seed, rand_col, sample_col)]
+            shared = stack.enter_context(task_data.TaskData(keep=True)) if plan["kind"] == "epochs" else None
             alive = list(range(n))
             state: Dict[Tuple[int, int], Any] = {}  # (param map, fold) -> model a survivor continues from
             pace: Dict[int, float] = {}  # param map -> training seconds per epoch at its last rung (all folds)
@@ -488,7 +489,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
                 resource = _rung_resource(k, plan, previous)
                 if plan["kind"] == "epochs":
                     results = self._epochs_rung(dataset, est, evaluator, maps, alive, folds, resource - (previous or 0),
-                                                state, pace)
+                                                state, pace, shared)
                     for i in alive:
                         if results[i][4]:  # train seconds of this rung's epochs
                             pace[i] = results[i][4] / (resource - (previous or 0))
@@ -628,13 +629,16 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
 
     def _epochs_rung(self, dataset: DataFrame, est: Any, evaluator: Evaluator, maps: List[Dict[Param, Any]],
                      alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], epochs: int,
-                     state: Dict[Tuple[int, int], Any], pace: Optional[Dict[int, float]] = None) -> Dict[int, Tuple[Any, ...]]:
+                     state: Dict[Tuple[int, int], Any], pace: Optional[Dict[int, float]] = None,
+                     shared: Optional[task_data.TaskData] = None) -> Dict[int, Tuple[Any, ...]]:
         """Train every survivor and fold ``epochs`` more epochs in one Spark job, then score them concurrently.
 
         The job's tasks go slowest first (by ``pace``, seconds per epoch at the previous rung): Spark
         starts tasks in partition order, so the longest trainings start first and the short ones
         fill the slots behind them, as longest-processing-time-first scheduling does; a rung of 3
-        survivors on 2 slots then ends with the longest task, not after it."""
+        survivors on 2 slots then ends with the longest task, not after it. Rung 0 has no pace yet:
+        there the trainer orders its tasks by estimated work (``longest_first``). ``shared`` keeps the
+        folds' collected and shipped arrays from rung to rung: only rung 0 collects them."""
         epochs_param = est.getParam("epochs")
         tasks, keys = [], []
         rejected: Dict[int, BaseException] = {}
@@ -656,8 +660,8 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
                 held.append(valid if in_task else None)
         t0 = time.perf_counter()
         try:
-            trained = list(est._fit_tasks(tasks, validation=held if any(v is not None for v in held) else None)) \
-                if tasks else []
+            trained = list(est._fit_tasks(tasks, validation=held if any(v is not None for v in held) else None,
+                                          shared=shared, longest_first=not pace)) if tasks else []
         except Exception as exc:  # noqa: BLE001 - the whole job failed: every task of this rung did
             trained = [exc] * len(tasks)
         wall = time.perf_counter() - t0

@@ -292,3 +292,39 @@ def test_param_maps_naming_other_columns_of_one_dataframe_train_on_their_own(spa
     models = dict(clf.fitMultiple(df, [{}, {clf.featuresCol: "half"}]))
     assert models[0].graph.tensor("features:0").shape[1:] == (64,)
     assert models[1].graph.tensor("features:0").shape[1:] == (32,)
+
+
+def test_shared_task_data_collects_and_ships_once_across_calls(spark, small_df, digits_dfs):
+    # What HalvingSearch does from rung to rung: the second call on the same DataFrame runs only its
+    # training job (no collect) and reuses the shipment; a new DataFrame ships both anew.
+    from sparkdl_lite.task_data import TaskData
+
+    clf = TFClassifier(hiddenLayers=[16], epochs=1, batchSize=64)
+    _, held = digits_dfs
+    with TaskData(keep=True) as shared:
+        first = clf._fit_tasks([(small_df, {}, None), (small_df, {clf.learningRate: 1e-2}, None)],
+                               validation=[held, held], shared=shared)
+        shipped = shared.ship(spark)
+        before = job_count(spark)
+        more = clf._fit_tasks([(small_df, {}, first[0])], validation=[held], shared=shared)
+        assert job_count(spark) - before == 1  # the training job alone
+        assert shared.ship(spark) is shipped
+        assert [h["epoch"] for h in more[0].history] == [1, 2]
+        assert len(more[0]._validation["label"]) == held.count()
+        other = small_df.limit(200)
+        again = clf._fit_tasks([(other, {}, None)], shared=shared)
+        assert shared.ship(spark) is not shipped and isinstance(again[0], TFClassificationModel)
+    with pytest.raises(KeyError):
+        shared.features(0)  # closed: the driver's arrays are dropped
+
+
+def test_longest_first_starts_the_largest_networks_first(small_df):
+    # Spark starts a job's tasks in partition order: with longest_first the biggest network (most
+    # multiply-adds per row) gets partition 0, so short trainings fill the slots at the job's end.
+    clf = TFClassifier(epochs=1, batchSize=64)
+    widths = [8, 64, 16]
+    given = clf._fit_tasks([(small_df, {clf.hiddenLayers: [w]}, None) for w in widths])
+    assert [m.trainingInfo["partitionId"] for m in given] == [0, 1, 2]
+    models = clf._fit_tasks([(small_df, {clf.hiddenLayers: [w]}, None) for w in widths], longest_first=True)
+    assert [m.getHiddenLayers() for m in models] == [[w] for w in widths]  # results stay aligned with the tasks
+    assert [m.trainingInfo["partitionId"] for m in models] == [2, 0, 1]

@@ -20,7 +20,7 @@ import numpy as np
 from sparkdl_lite.core.graph import TFGraph
 
 __all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "TrainResult", "build_model", "train", "freeze", "preprocess",
-           "resolve_head", "check_input_shape"]
+           "resolve_head", "check_input_shape", "preset_work"]
 
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -263,6 +263,42 @@ def _preset_spec(*, architecture, num_classes, feature_shape, input_shape, hidde
                 hidden_layers=_check_int_list("hiddenLayers", hidden_layers, allow_empty=architecture == "cnn"),
                 conv_filters=_check_int_list("convFilters", conv_filters, allow_empty=True),
                 dropout=_check_dropout(dropout))
+
+
+def preset_work(*, architecture: str, num_classes: int, feature_shape: Sequence[int],
+                input_shape: Optional[Sequence[int]] = None, hidden_layers: Sequence[int] = (),
+                conv_filters: Sequence[int] = (), dropout: float = 0.0) -> int:
+    """Multiply-adds per row of a preset's forward pass, counted without TensorFlow.
+
+    A relative measure of a preset's training time per row and epoch (the backward pass costs a
+    fixed multiple of it), so that a job can start its longest trainings first. Params are
+    checked as :func:`train` checks them (ValueError/TypeError).
+
+    Examples
+    --------
+    >>> preset_work(architecture="mlp", num_classes=10, feature_shape=[784], hidden_layers=[64])
+    50816
+
+    .. versionadded:: 0.2.0
+    """
+    spec = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=feature_shape,
+                        input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
+                        dropout=dropout)
+    shape = list(spec["model_shape"])
+    work = 0
+    if spec["architecture"] == "cnn":  # 3x3 'same' convolutions, each followed by 2x2 max-pooling where it fits
+        height, width, channels = shape[0], shape[1], shape[2] if len(shape) > 2 else 1
+        for filters in spec["conv_filters"]:
+            work += height * width * 9 * channels * filters
+            channels = filters
+            height, width = (height // 2 if height >= 2 else height), (width // 2 if width >= 2 else width)
+        flat = height * width * channels
+    else:
+        flat = math.prod(shape)
+    for units in spec["hidden_layers"]:
+        work += flat * units
+        flat = units
+    return int(work + flat * spec["num_classes"])
 
 
 def _build_preset(*, architecture, num_classes, model_shape, hidden_layers, conv_filters, dropout):
