@@ -908,6 +908,25 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             with engine.job_description(spark, f"TFClassifier {self.uid}: collect {what} for {n} task(s)"):
                 return _collect(frame, features, label, kind)
 
+        # Every DataFrame not collected yet (training rows, validation rows) is collected at once, in
+        # concurrent jobs: the loop below then finds them all in `data`.
+        wanted: Dict[Tuple[int, str, str], Tuple[DataFrame, str, str, str, str]] = {}
+        for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
+            features, label = est.getFeaturesCol(), est.getLabelCol()
+            held = validation[i] if validation is not None else None
+            for frame, what in ((dataset, "features"), (held, "validation rows")):
+                if frame is not None and not data.has(frame, features, label):
+                    wanted.setdefault((id(frame), features, label), (frame, features, label, kinds[i], what))
+        if len(wanted) > 1:
+            from multiprocessing.pool import ThreadPool
+
+            from pyspark import inheritable_thread_target
+
+            items = list(wanted.values())
+            with ThreadPool(min(4, len(items))) as pool:
+                arrays = pool.map(inheritable_thread_target(spark)(lambda item: collect(*item)), items)
+            for (frame, features, label, _, _), xy in zip(items, arrays):
+                data.key(frame, features, label, functools.partial(lambda xy: xy, xy))
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
             features, label = est.getFeaturesCol(), est.getLabelCol()
             key = data.key(dataset, features, label,

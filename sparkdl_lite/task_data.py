@@ -75,6 +75,10 @@ class TaskData:
         self._labels[key] = y
         return key
 
+    def has(self, dataset: Any, features: str, label: str) -> bool:
+        """Whether ``dataset``'s (features, label) is collected already."""
+        return (id(dataset), features, label) in self._keys
+
     def shape(self, key: int) -> Tuple[int, ...]:
         """``x.shape`` of a key's features."""
         return self._shapes[key]
