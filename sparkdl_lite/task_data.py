@@ -87,10 +87,6 @@ class TaskData:
         """A key's labels (kept on the driver: validation rows are scored here)."""
         return self._labels[key]
 
-    def features(self, key: int) -> np.ndarray:
-        """A key's features, while the driver still holds them (before :meth:`ship` of a one-call TaskData)."""
-        return self._arrays[key][0]
-
     def ship(self, spark: Any) -> Any:
         """The shipment holding every key so far: the last one if it already does, else a new one."""
         wanted = frozenset(self._keys.values())

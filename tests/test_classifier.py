@@ -314,8 +314,7 @@ def test_shared_task_data_collects_and_ships_once_across_calls(spark, small_df, 
         other = small_df.limit(200)
         again = clf._fit_tasks([(other, {}, None)], shared=shared)
         assert shared.ship(spark) is not shipped and isinstance(again[0], TFClassificationModel)
-    with pytest.raises(KeyError):
-        shared.features(0)  # closed: the driver's arrays are dropped
+    assert not shared.has(small_df, "features", "label")  # closed: the driver's arrays are dropped
 
 
 def test_longest_first_starts_the_largest_networks_first(small_df):
