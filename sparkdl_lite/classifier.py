@@ -458,12 +458,12 @@ _RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inpu
                            ("error", pa.string()), ("model", pa.binary()), ("scores", pa.binary())])
 
 
-def _train_batches(batches: Iterator[Any], order: Optional[List[int]] = None, **kwargs: Any) -> Iterator[Any]:
+def _train_batches(batches: Iterator[Any], order: List[int], **kwargs: Any) -> Iterator[Any]:
     """mapInArrow body: train the task of each row (partition ``p`` holds row ``p``: task ``order[p]``); one Arrow row of results each."""
     for batch in batches:
         for row_index in batch.column(0).to_pylist():
-            index = order[int(row_index)] if order is not None else int(row_index)
-            _, graph, inputs, outputs, history, info, error, model, scores = _train_task(int(index), **kwargs)
+            index = order[int(row_index)]
+            _, graph, inputs, outputs, history, info, error, model, scores = _train_task(index, **kwargs)
             row = {"index": int(index), "graph": graph, "inputs": inputs, "outputs": outputs,
                    "history": json.dumps(history), "info": json.dumps(info), "error": error, "model": model,
                    "scores": scores}
@@ -908,41 +908,39 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             with engine.job_description(spark, f"TFClassifier {self.uid}: collect {what} for {n} task(s)"):
                 return _collect(frame, features, label, kind)
 
-        # Every DataFrame not collected yet (training rows, validation rows) is collected at once, in
-        # concurrent jobs: the loop below then finds them all in `data`.
+        # Every DataFrame not collected yet (training rows, validation rows) is collected first, in concurrent
+        # jobs where there are several; the loop after it finds them all in `data`.
         wanted: Dict[Tuple[int, str, str], Tuple[DataFrame, str, str, str, str]] = {}
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
             features, label = est.getFeaturesCol(), est.getLabelCol()
             held = validation[i] if validation is not None else None
+            if held is not None and (held.schema[features].dataType != dataset.schema[features].dataType
+                                     or label not in held.schema.names):
+                raise ValueError(f"TFClassifier: the validation DataFrame of task {i} must have the training rows' "
+                                 f"featuresCol {features!r} (same type) and labelCol {label!r}.")
             for frame, what in ((dataset, "features"), (held, "validation rows")):
                 if frame is not None and not data.has(frame, features, label):
                     wanted.setdefault((id(frame), features, label), (frame, features, label, kinds[i], what))
-        if len(wanted) > 1:
+        items = list(wanted.values())
+        if len(items) > 1:
             from multiprocessing.pool import ThreadPool
 
             from pyspark import inheritable_thread_target
 
-            items = list(wanted.values())
             with ThreadPool(min(4, len(items))) as pool:
                 arrays = pool.map(inheritable_thread_target(spark)(lambda item: collect(*item)), items)
-            for (frame, features, label, _, _), xy in zip(items, arrays):
-                data.key(frame, features, label, functools.partial(lambda xy: xy, xy))
+        else:
+            arrays = [collect(*item) for item in items]
+        for (frame, features, label, _, _), (x, y) in zip(items, arrays):
+            data.add(frame, features, label, x, y)
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
             features, label = est.getFeaturesCol(), est.getLabelCol()
-            key = data.key(dataset, features, label,
-                           functools.partial(collect, dataset, features, label, kinds[i], "features"))
+            key = data.key(dataset, features, label)
             if key not in data.classes:  # training rows (a validation-only key has none yet)
                 data.classes[key] = _num_classes(dataset, label, data.labels(key))
             data_key.append(key)
             held = validation[i] if validation is not None else None
-            if held is None:
-                score_key.append(None)
-                continue
-            if held.schema[features].dataType != dataset.schema[features].dataType or label not in held.schema.names:
-                raise ValueError(f"TFClassifier: the validation DataFrame of task {i} must have the training rows' "
-                                 f"featuresCol {features!r} (same type) and labelCol {label!r}.")
-            score_key.append(data.key(held, features, label,
-                                      functools.partial(collect, held, features, label, kinds[i], "validation rows")))
+            score_key.append(data.key(held, features, label) if held is not None else None)
         check.wait()
         from sparkdl_lite.core.keras_model import ModelInfo
 

@@ -11,7 +11,7 @@ starts, the user's model) change from call to call and travel in their own, smal
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -54,34 +54,34 @@ class TaskData:
         self._keys: Dict[Tuple[int, str, str], int] = {}
         self._frames: List[Any] = []  # the DataFrames behind the keys: their ids stay unique while held
         self._arrays: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        self._shapes: Dict[int, Tuple[int, ...]] = {}
         self._labels: Dict[int, np.ndarray] = {}
         self.classes: Dict[int, int] = {}
         self._shipped: Optional[Any] = None
         self._shipped_keys: frozenset = frozenset()
 
-    def key(self, dataset: Any, features: str, label: str,
-            collect: Callable[[], Tuple[np.ndarray, np.ndarray]]) -> int:
-        """The data key of ``dataset``'s (features, label); ``collect()`` runs only the first time."""
+    def add(self, dataset: Any, features: str, label: str, x: np.ndarray, y: np.ndarray) -> int:
+        """Hold ``dataset``'s collected (features, label) arrays; returns their data key."""
         ident = (id(dataset), features, label)
         if ident in self._keys:
-            return self._keys[ident]
-        x, y = collect()
+            raise ValueError(f"TaskData: this DataFrame's ({features!r}, {label!r}) is held already (key {self._keys[ident]}).")
         key = len(self._keys)
         self._keys[ident] = key
         self._frames.append(dataset)
         self._arrays[key] = (x, y)
-        self._shapes[key] = tuple(x.shape)
         self._labels[key] = y
         return key
+
+    def key(self, dataset: Any, features: str, label: str) -> int:
+        """The data key of ``dataset``'s (features, label), added before (KeyError if not)."""
+        return self._keys[(id(dataset), features, label)]
 
     def has(self, dataset: Any, features: str, label: str) -> bool:
         """Whether ``dataset``'s (features, label) is collected already."""
         return (id(dataset), features, label) in self._keys
 
     def shape(self, key: int) -> Tuple[int, ...]:
-        """``x.shape`` of a key's features."""
-        return self._shapes[key]
+        """``x.shape`` of a key's features, while the driver holds them (before :meth:`ship` drops a one-call copy)."""
+        return tuple(self._arrays[key][0].shape)
 
     def labels(self, key: int) -> np.ndarray:
         """A key's labels (kept on the driver: validation rows are scored here)."""

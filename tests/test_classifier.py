@@ -327,3 +327,11 @@ def test_longest_first_starts_the_largest_networks_first(small_df):
     models = clf._fit_tasks([(small_df, {clf.hiddenLayers: [w]}, None) for w in widths], longest_first=True)
     assert [m.getHiddenLayers() for m in models] == [[w] for w in widths]  # results stay aligned with the tasks
     assert [m.trainingInfo["partitionId"] for m in models] == [2, 0, 1]
+
+
+def test_a_validation_frame_without_the_label_is_named_before_any_collect(spark, small_df):
+    clf = TFClassifier(hiddenLayers=[8], epochs=1)
+    before = job_count(spark)
+    with pytest.raises(ValueError, match=r"the validation DataFrame of task 0 must have .* labelCol 'label'"):
+        clf._fit_tasks([(small_df, {}, None)], validation=[small_df.drop("label")])
+    assert job_count(spark) == before  # neither the training rows nor the validation rows were collected
