@@ -178,6 +178,25 @@ def test_a_warm_start_continues_the_optimizer_state(digits):
     assert int(keras_model.from_archive(rest.model, compile=True).optimizer.iterations.numpy()) == 2 * 8
 
 
+def test_shuffled_batches_are_keras_own_with_autotuning_off(digits):
+    """The batches train() fits on: every row once per epoch in a shuffled order (the last batch partial),
+    tf.data's autotuning off (its thread made every epoch's end wait), the cardinality known to Keras."""
+    from sparkdl_lite.core.training import _shuffled_batches
+
+    x_train, _, y_train, _ = digits
+    x, y = x_train[:300].astype(np.float32), np.arange(300)  # y: the row number, to follow the rows
+    batches = _shuffled_batches(x, y, 64)
+    assert batches.options().autotune.enabled is False
+    assert int(batches.cardinality()) == 5
+    for _ in range(2):
+        got = [(bx.numpy(), by.numpy()) for bx, by in batches]
+        assert [len(by) for _, by in got] == [64, 64, 64, 64, 44]
+        rows = np.concatenate([by for _, by in got])
+        assert sorted(rows.tolist()) == list(range(300))
+        np.testing.assert_array_equal(np.concatenate([bx for bx, _ in got]), x[rows])
+        assert not np.array_equal(rows, np.arange(300))
+
+
 _X = np.zeros((8, 64), np.float32)
 _Y = np.arange(8) % 2
 

@@ -749,7 +749,8 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     state = {"diverged": False}
     t_fit = time.perf_counter()
     batches = _shuffled_batches(xp, targets, batch_size)
-    data = {"x": xp, "y": targets, "batch_size": batch_size, "shuffle": True} if batches is None else {"x": batches}
+    # the batches reshuffle themselves each epoch (fit's own shuffle flag would only warn that it is ignored)
+    data = {"x": xp, "y": targets, "batch_size": batch_size, "shuffle": True} if batches is None else {"x": batches, "shuffle": False}
     net.fit(**data, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, verbose=0,
             callbacks=[_epoch_callback(history, state, on_epoch, epochs)])
     del xp, batches, data
