@@ -790,7 +790,10 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
 
         Every param map is validated (with a model: its ``layerParams`` applied and the variant
         built on the driver) and the data is collected, checked and broadcast before the training
-        job, which starts on the first ``next()`` and runs once for all param maps.
+        job, which starts on the first ``next()`` and runs once for all param maps. The tasks start
+        largest first (estimated work: rows x epochs x the network's multiply-adds per row, or its
+        parameter count for a model of your own), so the short trainings fill the task slots at
+        the job's end rather than a long one starting last.
 
         Parameters
         ----------
@@ -820,7 +823,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         maps = [dict(pm) for pm in paramMaps]
         if not maps:
             return iter(())
-        run, build = self._prepare([(dataset, pm, None) for pm in maps])
+        run, build = self._prepare([(dataset, pm, None) for pm in maps], longest_first=True)
         return _ModelIterator(run, build, len(maps))
 
     def _fit_tasks(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],

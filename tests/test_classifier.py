@@ -327,6 +327,10 @@ def test_longest_first_starts_the_largest_networks_first(small_df):
     models = clf._fit_tasks([(small_df, {clf.hiddenLayers: [w]}, None) for w in widths], longest_first=True)
     assert [m.getHiddenLayers() for m in models] == [[w] for w in widths]  # results stay aligned with the tasks
     assert [m.trainingInfo["partitionId"] for m in models] == [2, 0, 1]
+    # fitMultiple (what TrainValidationSplit and CrossValidator call) orders its tasks the same way
+    fitted = dict(clf.fitMultiple(small_df, [{clf.hiddenLayers: [w]} for w in widths]))
+    assert [fitted[i].getHiddenLayers() for i in range(3)] == [[w] for w in widths]
+    assert [fitted[i].trainingInfo["partitionId"] for i in range(3)] == [2, 0, 1]
 
 
 def test_a_validation_frame_without_the_label_is_named_before_any_collect(spark, small_df):
