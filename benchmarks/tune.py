@@ -165,14 +165,17 @@ def _parts(info: Dict[str, Any], fit_s: float, task_s: float, cold: bool) -> Dic
     """Split one task's time that is not an epoch into the costs issue #6 names.
 
     worker: Python worker start and task deserialisation before our code runs (``startup.workerAge``
-    for the first task of a worker, ``cold``; else 0); tensorflow: its import; broadcast: reading the data;
+    for the first task of a worker, ``cold``, at most the task's time outside ``train()``; else 0); tensorflow: its import; broadcast: reading the data;
     build: model construction and compile; fit_setup: Keras ``fit`` time outside the epochs'
     callbacks (data adapter, iterator); freeze: exporting the inference graph;
     transfer: the rest of the task's wall time (graph bytes to Arrow, result to the driver,
     Spark's task launch).
     """
     st, ph = info.get("startup") or {}, info.get("phases") or {}
-    parts = {"worker": (st.get("workerAge") or 0.0) if cold else 0.0, "tensorflow": st.get("tensorflow", 0.0),
+    # A worker the library started early (its TF import overlapping the driver's collect) is older than
+    # the task: only the part of its age inside this task's wall time, outside train(), counts.
+    inside = max(0.0, task_s - info["seconds"] - st.get("tensorflow", 0.0) - st.get("broadcast", 0.0))
+    parts = {"worker": min(st.get("workerAge") or 0.0, inside) if cold else 0.0, "tensorflow": st.get("tensorflow", 0.0),
              "broadcast": st.get("broadcast", 0.0), "build": ph.get("import", 0.0) + ph.get("build", 0.0),
              "fit_setup": max(0.0, ph.get("fit", fit_s) - fit_s), "freeze": ph.get("freeze", 0.0)}
     parts["transfer"] = max(0.0, task_s - info["seconds"] - parts["worker"] - parts["tensorflow"] - parts["broadcast"])
