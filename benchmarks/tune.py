@@ -352,10 +352,13 @@ def _pump_stderr(proc: Any, keep: List[str]) -> Any:
     import threading
 
     def pump() -> None:  # pass a child's stderr through, minus TF's known log noise
-        for line in proc.stderr:
-            keep.append(line)
-            if not any(n in line for n in NOISE):
-                sys.stderr.write(line)
+        try:
+            for line in proc.stderr:
+                keep.append(line)
+                if not any(n in line for n in NOISE):
+                    sys.stderr.write(line)
+        except ValueError:  # communicate() closed the pipe at the child's exit: nothing more to pass on
+            pass
 
     t = threading.Thread(target=pump, daemon=True)
     t.start()
