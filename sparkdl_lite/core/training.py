@@ -513,9 +513,12 @@ def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarra
 def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
     """The batches Keras ``fit`` makes of the arrays ``x``, ``y`` with ``shuffle=True``, autotuning off.
 
-    The very pipeline ``fit`` builds from numpy arrays (Keras' array adapter: a fresh permutation
-    each epoch, batches gathered in parallel and prefetched), so the rows come in the same order
-    and a fit on it ends with the same weights. Only tf.data's autotuning is off: with it on,
+    The very pipeline ``fit`` builds from numpy arrays (Keras' array adapter: a permutation drawn
+    each time the batches are iterated, batches gathered in parallel and prefetched), so the rows
+    come in the same order and a fit on it ends with the same weights. (With a global seed set, as
+    :func:`train` sets it, tf.data draws the same permutation at every iteration, so every epoch
+    sees the first epoch's order: Keras ``fit`` on the arrays does the same, tensorflow/tensorflow#26179.)
+    Only tf.data's autotuning is off: with it on,
     dropping an epoch's iterator waits for the autotuner's thread, 0.1-0.9 s at every epoch's end
     and again when ``fit`` returns on a busy 2-core machine (measured), a fixed cost that short
     trainings feel most. Returns None when this Keras lacks the adapter (``fit`` then takes the
@@ -749,7 +752,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     state = {"diverged": False}
     t_fit = time.perf_counter()
     batches = _shuffled_batches(xp, targets, batch_size)
-    # the batches reshuffle themselves each epoch (fit's own shuffle flag would only warn that it is ignored)
+    # the batches come shuffled (fit's own shuffle flag applies to arrays; with a dataset it only warns)
     data = {"x": xp, "y": targets, "batch_size": batch_size, "shuffle": True} if batches is None else {"x": batches, "shuffle": False}
     net.fit(**data, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, verbose=0,
             callbacks=[_epoch_callback(history, state, on_epoch, epochs)])
