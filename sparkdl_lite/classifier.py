@@ -925,15 +925,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
                 if frame is not None and not data.has(frame, features, label):
                     wanted.setdefault((id(frame), features, label), (frame, features, label, kinds[i], what))
         items = list(wanted.values())
-        if len(items) > 1:
-            from multiprocessing.pool import ThreadPool
-
-            from pyspark import inheritable_thread_target
-
-            with ThreadPool(min(4, len(items))) as pool:
-                arrays = pool.map(inheritable_thread_target(spark)(lambda item: collect(*item)), items)
-        else:
-            arrays = [collect(*item) for item in items]
+        arrays = engine.thread_map(spark, lambda item: collect(*item), items, threads=4)
         for (frame, features, label, _, _), (x, y) in zip(items, arrays):
             data.add(frame, features, label, x, y)
         for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 __all__ = ["is_connect", "active_session", "master", "is_local_mode", "default_parallelism", "cluster_shape",
            "executor_cores", "conf", "Shipped", "ship", "release", "job_tag", "job_description", "set_log_level",
            "TaskCounter", "write_bytes", "read_bytes", "exists", "list_files", "handle_overwrite", "num_partitions",
-           "empty_files", "session_for", "task_cpus", "executor_id", "process_age", "check_executors"]
+           "empty_files", "session_for", "task_cpus", "executor_id", "process_age", "check_executors", "thread_map"]
 
 _CHUNK = 8 * 1024 * 1024  # bytes per Parquet row when writing a data file: well under gRPC's message limit
 
@@ -239,6 +239,24 @@ def job_description(spark: Any, text: str) -> Iterator[None]:
         yield
     finally:
         sc.setLocalProperty("spark.job.description", previous)
+
+
+def thread_map(spark: Any, fn: Callable[[Any], Any], items: List[Any], threads: int) -> List[Any]:
+    """``fn`` over ``items`` on up to ``threads`` threads, results in the order of ``items``.
+
+    The threads inherit the calling thread's job tags and local properties (pyspark's
+    ``inheritable_thread_target``, classic and Connect), so the jobs they start are tagged and
+    described as the caller's are. One item, or one thread, runs in the calling thread.
+    """
+    items = list(items)
+    if len(items) <= 1 or threads <= 1:
+        return [fn(item) for item in items]
+    from multiprocessing.pool import ThreadPool
+
+    from pyspark import inheritable_thread_target
+
+    with ThreadPool(min(threads, len(items))) as pool:
+        return pool.map(inheritable_thread_target(spark)(fn), items)
 
 
 class TaskCounter:

@@ -24,11 +24,10 @@ import random
 import time
 import warnings
 from contextlib import ExitStack
-from multiprocessing.pool import ThreadPool
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from pyspark import inheritable_thread_target, keyword_only
+from pyspark import keyword_only
 from pyspark.ml import Estimator, Model, Transformer
 from pyspark.ml.evaluation import Evaluator
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -48,7 +47,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import __version__, task_data
+from sparkdl_lite import __version__, engine, task_data
 from sparkdl_lite.classifier import TFClassifier
 from sparkdl_lite.params import check
 from sparkdl_lite.report import training_info
@@ -567,15 +566,7 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
 
     def _pool_map(self, dataset: DataFrame, fn: Callable[[Any], Any], items: Sequence[Any]) -> List[Any]:
         """``fn`` over ``items`` on ``parallelism`` threads that inherit the session's job tags."""
-        if not items:
-            return []
-        target = inheritable_thread_target(dataset.sparkSession)(fn)
-        pool = ThreadPool(processes=min(self.getParallelism(), len(items)))
-        try:
-            return list(pool.imap_unordered(target, items))
-        finally:
-            pool.close()
-            pool.join()
+        return engine.thread_map(dataset.sparkSession, fn, items, self.getParallelism())
 
     def _rows_rung(self, dataset: DataFrame, est: Estimator, evaluator: Evaluator, maps: List[Dict[Param, Any]],
                    alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], fraction: float,

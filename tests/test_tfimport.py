@@ -48,7 +48,6 @@ def test_with_tensorflow_returns_the_module():
     assert import_tensorflow() is tf
 
 
-
 def test_a_task_side_import_freezes_tensorflows_objects_so_pysparks_per_task_gc_skips_them(spark):
     # PySpark's daemon runs gc.collect() after every task of a reused worker; with TF's ~400k objects
     # tracked that costs ~0.2 s per task. After the task-side import they sit in the permanent generation.

@@ -518,11 +518,10 @@ def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
     come in the same order and a fit on it ends with the same weights. (With a global seed set, as
     :func:`train` sets it, tf.data draws the same permutation at every iteration, so every epoch
     sees the first epoch's order: Keras ``fit`` on the arrays does the same, tensorflow/tensorflow#26179.)
-    Only tf.data's autotuning is off: with it on,
-    dropping an epoch's iterator waits for the autotuner's thread, 0.1-0.9 s at every epoch's end
-    and again when ``fit`` returns on a busy 2-core machine (measured), a fixed cost that short
-    trainings feel most. Returns None when this Keras lacks the adapter (``fit`` then takes the
-    arrays as they are).
+    Only tf.data's autotuning is off: with it on, dropping an epoch's iterator waits for the
+    autotuner's thread, 0.1-0.9 s at every epoch's end and again when ``fit`` returns on a busy
+    2-core machine (measured), a fixed cost that short trainings feel most. Returns None when
+    this Keras lacks the adapter (``fit`` then takes the arrays as they are).
     """
     try:
         from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
