@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from sparkdl_lite import HalvingSearch, images_from_numpy
     from sparkdl_lite.classifier import TFClassifier
     from sparkdl_lite.core.datasets import load_fashion_mnist, sample
-    from sparkdl_lite.search_report import resource_added
+    from sparkdl_lite.reports.halving import resource_added
 
     data = load_fashion_mnist()
     if args.sample:

@@ -187,7 +187,7 @@ def run_case(spark: Any, case: Case, repeats: int, arrow_batch: int, slots: int,
     from pyspark import StorageLevel
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
-    from sparkdl_lite import engine
+    from sparkdl_lite.runner import engine
 
     connect = engine.is_connect(spark)
     raw_run = case.graph.load()

@@ -30,8 +30,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import engine, task_data
-from sparkdl_lite import epochs as epoch_board
+from sparkdl_lite.runner import engine, task_data
+from sparkdl_lite.runner import epochs as epoch_board
 from sparkdl_lite.core import failpoint
 from sparkdl_lite.params import (
     HasBatchSize,
@@ -843,7 +843,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         "prediction": class indices}`` (numpy arrays), as its ``prediction`` column would give, so a
         caller can score accuracy without a separate scoring job.
 
-        ``shared`` (a :class:`sparkdl_lite.task_data.TaskData` made with ``keep=True``) carries the
+        ``shared`` (a :class:`sparkdl_lite.runner.task_data.TaskData` made with ``keep=True``) carries the
         collected and shipped arrays from one call to the next: a DataFrame already in it is not
         collected or shipped again, and the workers keep the arrays they loaded. The caller
         closes it.

@@ -2,7 +2,7 @@
 
 Spark's image source, or Pillow inside an Arrow UDF, reads files into columns of image structs
 (``origin, height, width, nChannels, mode, data``, OpenCV BGR order). The pixel codec itself is
-:mod:`sparkdl_lite.core.image`; listing files goes through :mod:`sparkdl_lite.engine`.
+:mod:`sparkdl_lite.core.image`; listing files goes through :mod:`sparkdl_lite.runner.engine`.
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def empty_files(spark: Any, path: str, *, recursive: bool = False) -> List[str]:
     ``.`` or ``_`` are skipped, as Spark's file sources skip them. The listing is the engine's
     (the Hadoop file system on a classic session, Spark's ``binaryFile`` source on Connect).
     """
-    from sparkdl_lite import engine
+    from sparkdl_lite.runner import engine
 
     return engine.empty_files(spark, path, recursive=recursive)
 

@@ -22,7 +22,8 @@ from typing import Any, Dict, Optional, Type
 
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 
-from sparkdl_lite import __version__, engine
+from sparkdl_lite import __version__
+from sparkdl_lite.runner import engine
 
 __all__ = ["GraphStageWriter", "GraphStageReader", "StageDataWriter", "StageDataReader", "FORMAT_VERSION"]
 

@@ -47,10 +47,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite import __version__, engine, task_data
+from sparkdl_lite import __version__
+from sparkdl_lite.runner import engine, task_data
 from sparkdl_lite.classifier import TFClassifier
 from sparkdl_lite.params import check
-from sparkdl_lite.report import training_info
+from sparkdl_lite.reports.tuning import training_info
 
 __all__ = ["HalvingSearch", "HalvingSearchModel", "RESOURCES"]
 

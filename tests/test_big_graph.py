@@ -10,7 +10,8 @@ import pandas as pd
 def check_big_graph(spark, tmp_path):
     import tensorflow as tf
 
-    from sparkdl_lite import TFGraph, TFTransformer, engine
+    from sparkdl_lite import TFGraph, TFTransformer
+    from sparkdl_lite.runner import engine
 
     rng = np.random.default_rng(0)
     weights = rng.standard_normal(53_000_000).astype(np.float32)  # 212 MB: over 200 MiB

@@ -297,7 +297,7 @@ def test_param_maps_naming_other_columns_of_one_dataframe_train_on_their_own(spa
 def test_shared_task_data_collects_and_ships_once_across_calls(spark, small_df, digits_dfs):
     # What HalvingSearch does from rung to rung: the second call on the same DataFrame runs only its
     # training job (no collect) and reuses the shipment; a new DataFrame ships both anew.
-    from sparkdl_lite.task_data import TaskData
+    from sparkdl_lite.runner.task_data import TaskData
 
     clf = TFClassifier(hiddenLayers=[16], epochs=1, batchSize=64)
     _, held = digits_dfs

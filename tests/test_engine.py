@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from sparkdl_lite import engine
+from sparkdl_lite.runner import engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,7 +49,8 @@ import sys
 sys.path.insert(0, {tests!r})
 from conftest import spark_builder
 import tensorflow as tf
-from sparkdl_lite import TFGraph, TFTransformer, engine
+from sparkdl_lite import TFGraph, TFTransformer
+from sparkdl_lite.runner import engine
 g = TFGraph.from_function(lambda v: {{"y": v * 2.0}}, [tf.TensorSpec([None, 2], tf.float32, name="v")])
 for point in {points!r}:
     engine._checked.clear()

@@ -1,4 +1,4 @@
-"""Epoch progress of running training tasks (sparkdl_lite.epochs) and the progress line that shows it.
+"""Epoch progress of running training tasks (sparkdl_lite.runner.epochs) and the progress line that shows it.
 Real local Spark, real training on scikit-learn's digits."""
 import os
 import threading
@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from pyspark.ml.functions import array_to_vector
 
-from sparkdl_lite import TFClassifier, epochs
+from sparkdl_lite import TFClassifier
+from sparkdl_lite.runner import epochs
 from sparkdl_lite.classifier import TRAIN_JOB_TAG
 from sparkdl_lite.cli.progress import SparkProgress
 from sparkdl_lite.core.datasets import load_digits_split

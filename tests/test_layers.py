@@ -7,7 +7,7 @@ import sparkdl_lite
 
 PKG = os.path.dirname(sparkdl_lite.__file__)
 SESSION_MACHINERY = re.compile(r"sparkContext|_jvm\b|_jsc\b|_jsparkSession|\.rdd\b|SparkContext")
-CORE = ("graph.py", "runtime.py", "training.py", "keras_model.py", "image.py", "datasets.py", "failpoint.py", "tfimport.py", "quiet.py")
+ENGINE = os.path.join("runner", "engine.py")
 
 
 def _sources():
@@ -33,21 +33,47 @@ def _code_only(text):
 def test_only_the_engine_touches_sparkcontext_py4j_or_rdds():
     offenders = {}
     for rel, text in _sources():
-        if rel == "engine.py":
+        if rel == ENGINE:
             continue
         found = sorted(set(SESSION_MACHINERY.findall(_code_only(text))))
         if found:
             offenders[rel] = found
     assert offenders == {}
-    assert SESSION_MACHINERY.search(open(os.path.join(PKG, "engine.py")).read())  # the scan can find them
+    assert SESSION_MACHINERY.search(open(os.path.join(PKG, ENGINE)).read())  # the scan can find them
 
 
 def test_core_modules_do_not_import_pyspark():
-    for name in CORE:
-        path = os.path.join(PKG, "core", name) if os.path.isdir(os.path.join(PKG, "core")) else os.path.join(PKG, name)
-        if not os.path.exists(path):
-            continue
-        tree = ast.parse(open(path).read())
+    names = sorted(n for n in os.listdir(os.path.join(PKG, "core")) if n.endswith(".py"))
+    assert "training.py" in names and "jsonable.py" in names
+    for name in names:
+        tree = ast.parse(open(os.path.join(PKG, "core", name)).read())
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "pyspark" not in imported, name
+
+
+def _private_uses(text):
+    """Private names of sparkdl_lite modules that ``text`` imports or reads off an imported module."""
+    tree = ast.parse(text)
+    found, modules = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sparkdl_lite"):
+            for alias in node.names:
+                if alias.name.startswith("_") and alias.name != "__version__":
+                    found.add(f"{node.module}.{alias.name}")
+                else:
+                    modules.add(alias.asname or alias.name)  # maybe a module (from sparkdl_lite.core import training)
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname or a.name for a in node.names if a.name.startswith("sparkdl_lite")}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
+                and node.attr.startswith("_") and not node.attr.startswith("__"):
+            found.add(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    offenders = {rel: sorted(found) for rel, text in _sources() if (found := _private_uses(text))}
+    assert offenders == {}
+    assert _private_uses("from sparkdl_lite.core.keras_model import _walk\nfrom sparkdl_lite import engine\nengine._x()") \
+        == {"sparkdl_lite.core.keras_model._walk", "engine._x"}  # the scan can find them

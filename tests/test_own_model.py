@@ -126,7 +126,7 @@ def test_rgb_images_reach_a_binary_sigmoid_model_unscaled(spark, photo_patches, 
 
 
 def test_refused_on_the_driver_without_a_training_job(spark, dfs):
-    from sparkdl_lite import engine
+    from sparkdl_lite.runner import engine
 
     train_df = dfs[0]
     net = two_branch()

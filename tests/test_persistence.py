@@ -9,7 +9,8 @@ from conftest import small_cnn
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 
-from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, engine, images_from_numpy
+from sparkdl_lite import TFGraph, TFImageTransformer, TFTransformer, images_from_numpy
+from sparkdl_lite.runner import engine
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def test_diverging_configuration_is_scored_not_fatal(spark, tmp_path):
     from pyspark.ml.linalg import Vectors
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-    from sparkdl_lite import report
+    from sparkdl_lite.reports import tuning as report
     from sparkdl_lite.classifier import TFClassifier
     from sparkdl_lite.core.datasets import load_digits_split
 

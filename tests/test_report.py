@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from sparkdl_lite import report as tn
+from sparkdl_lite.reports import tuning as tn
 from sparkdl_lite.cli.progress import SparkProgress
 
 

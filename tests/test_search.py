@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
 from sparkdl_lite.core.datasets import load_digits_split
 from sparkdl_lite.search import HalvingSearch, HalvingSearchModel
-from sparkdl_lite.search_report import rung_plot, rung_table
+from sparkdl_lite.reports.halving import rung_plot, rung_table
 
 
 def vector_df(spark, x, y):

@@ -20,7 +20,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sparkdl_lite import __version__, engine
+from sparkdl_lite import __version__
+from sparkdl_lite.runner import engine
 from sparkdl_lite.cli.space import Range, parse_range, sample_configs
 from sparkdl_lite.core.training import ARCHITECTURES, HYPERPARAMS  # the one table of the fixed hyperparameters
 
@@ -284,7 +285,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     configs = _search_configs(args, grid_items)
 
     t_start = time.perf_counter()
-    from sparkdl_lite import report as tn
+    from sparkdl_lite.reports import tuning as tn
     from sparkdl_lite.cli.progress import SparkProgress
     from sparkdl_lite.core import datasets
 
@@ -297,7 +298,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     spark, created = _session(args.master, "sparkdl-lite tune", args.remote)
     try:
-        from sparkdl_lite.experiments import TuneSettings, tune
+        from sparkdl_lite.reports.experiments import TuneSettings, tune
 
         settings = TuneSettings(grid_items=grid_items, out_dir=out_dir,
                                 model=_load_keras(args.model) if args.model else None,
@@ -363,7 +364,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     names = _class_names(args.class_names)
     spark, created = _session(args.master, "sparkdl-lite label", args.remote)
     try:
-        from sparkdl_lite.experiments import label_images
+        from sparkdl_lite.reports.experiments import label_images
 
         try:
             result = label_images(spark, args.model, args.images, args.out, class_names=names, recursive=args.recursive,

@@ -1,8 +1,8 @@
 """The command line's progress line: completed Spark tasks (models) of the tagged jobs, epochs, best metric, ETA.
 
-Fed by :class:`sparkdl_lite.engine.TaskCounter`, so it works on classic sessions (Spark's status
+Fed by :class:`sparkdl_lite.runner.engine.TaskCounter`, so it works on classic sessions (Spark's status
 tracker) and on Spark Connect (its progress handler), and by the epoch boards of the training jobs
-(:mod:`sparkdl_lite.epochs`) where the executors share the driver's file system.
+(:mod:`sparkdl_lite.runner.epochs`) where the executors share the driver's file system.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Optional, TextIO
 
-from sparkdl_lite.report import format_seconds
+from sparkdl_lite.reports.tuning import format_seconds
 
 __all__ = ["SparkProgress"]
 
@@ -19,7 +19,7 @@ __all__ = ["SparkProgress"]
 class SparkProgress:
     """A driver-side progress line fed by the engine's task counts (status tracker or Connect progress).
 
-    A background thread polls :class:`sparkdl_lite.engine.TaskCounter` and prints
+    A background thread polls :class:`sparkdl_lite.runner.engine.TaskCounter` and prints
     ``<label> done/total | epochs done/planned | best ... | elapsed ... | ETA ...`` to ``stream``
     (stderr): one line
     rewritten with ``\\r`` on a terminal, plain lines at most every ``interval`` seconds otherwise.
@@ -58,7 +58,7 @@ class SparkProgress:
     def __init__(self, spark: Any, *, total: Optional[int] = None, unit: str = "tasks", job_tag: Optional[str] = None,
                  job_group: Optional[str] = None, stream: Optional[TextIO] = None, interval: Optional[float] = None,
                  enabled: bool = True, label: Optional[str] = None, show_best: bool = True) -> None:
-        from sparkdl_lite import engine
+        from sparkdl_lite.runner import engine
 
         self.show_best = show_best
         self._counter = engine.TaskCounter(spark, tag=job_tag, group=job_group)
@@ -95,7 +95,7 @@ class SparkProgress:
 
     def start(self) -> SparkProgress:
         """Remember the jobs that exist now (they do not count) and start polling."""
-        from sparkdl_lite import epochs
+        from sparkdl_lite.runner import epochs
 
         self._counter.start()
         self._epoch_mark = epochs.mark()
@@ -133,7 +133,7 @@ class SparkProgress:
     # ------------------------------------------------------------------ polling
     def poll(self) -> tuple:
         """Refresh and return ``(units done, tasks known)``."""
-        from sparkdl_lite import epochs
+        from sparkdl_lite.runner import epochs
 
         done, tasks = self._counter.poll()
         progress = epochs.progress_since(self._epoch_mark)

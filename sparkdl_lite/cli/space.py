@@ -2,7 +2,7 @@
 configurations drawn from them (``--configs N``).
 
 pyspark has no ``ParamRandomBuilder``, so the CLI draws its random configurations here, as plain
-``{param name: value}`` dicts; :func:`sparkdl_lite.experiments.tune` turns them into Spark ML param
+``{param name: value}`` dicts; :func:`sparkdl_lite.reports.experiments.tune` turns them into Spark ML param
 maps. CLI layer: plain Python (``random``, seeded), no pyspark, no TensorFlow.
 """
 from __future__ import annotations

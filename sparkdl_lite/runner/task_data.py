@@ -3,7 +3,7 @@
 A :class:`TaskData` lives on the driver for one ``fit`` / ``fitMultiple`` call, or for a whole
 :class:`~sparkdl_lite.HalvingSearch` (every rung trains on the same folds): each distinct
 (DataFrame, features column, label column) is collected once, the arrays go to the executors
-as one ``.npz`` (numpy's own format, no pickle) through :func:`sparkdl_lite.engine.ship`, and
+as one ``.npz`` (numpy's own format, no pickle) through :func:`sparkdl_lite.runner.engine.ship`, and
 a later call that needs no new DataFrame reuses what was shipped, so its tasks start without
 a collect and the Python workers keep the arrays they already loaded. Keras archives (warm
 starts, the user's model) change from call to call and travel in their own, smaller shipment.
@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from sparkdl_lite import engine
+from sparkdl_lite.runner import engine
 
 __all__ = ["TaskData", "pack", "unpack"]
 

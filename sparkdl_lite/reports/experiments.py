@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sparkdl_lite import __version__, engine
+from sparkdl_lite import __version__
+from sparkdl_lite.runner import engine
 
 __all__ = ["TuneSettings", "tune", "label_images", "TUNE_TAG", "LABEL_TAG"]
 
@@ -72,7 +73,7 @@ class _NoProgress:
 
 
 def _plain_params(param_map: Any) -> Dict[str, Any]:
-    from sparkdl_lite.report import _plain
+    from sparkdl_lite.reports.tuning import _plain
 
     return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
 
@@ -103,7 +104,7 @@ def _layer_default(est: Any, name: str) -> Any:
 
 
 def _short_params(params: Dict[str, Any]) -> str:
-    from sparkdl_lite.report import _label
+    from sparkdl_lite.reports.tuning import _label
 
     return ", ".join(_label(k, v) for k, v in params.items())
 
@@ -111,8 +112,8 @@ def _short_params(params: Dict[str, Any]) -> str:
 def _halving_outputs(tuned: Any, param_maps: List[Any], plan: Dict[str, Any], rows: List[Dict[str, Any]],
                      out_dir: str, data_name: str) -> Dict[str, Any]:
     """Rows fixed for successive halving, the rung tables and plot, and the epochs the search trained."""
-    from sparkdl_lite import search_report as sr
-    from sparkdl_lite.report import param_names
+    from sparkdl_lite.reports import halving as sr
+    from sparkdl_lite.reports.tuning import param_names
 
     folds = plan["folds"] or 1
     rungs = tuned.rungs
@@ -188,7 +189,7 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     .. versionadded:: 0.2.0
     """
     t_start = time.perf_counter() if started is None else started  # the run's wall time counts from here
-    from sparkdl_lite import report as tn
+    from sparkdl_lite.reports import tuning as tn
 
     grid_items = settings.grid_items
     fraction = settings.fraction
@@ -386,7 +387,7 @@ def _write_rungs_csv(path: str, rungs: List[Dict[str, Any]], rows: List[Dict[str
     import csv
     import json
 
-    from sparkdl_lite.report import param_names
+    from sparkdl_lite.reports.tuning import param_names
 
     names = param_names(rows)
     params = {r["index"]: r for r in rows}
