@@ -668,7 +668,7 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         self._keras_archive = archive if archive is not None else keras_model.to_archive(model)
         self._keras_obj = model
         self._model_info = info
-        self._model_config = keras_model._serialize(model)
+        self._model_config = keras_model.serialize(model)
         return self
 
     def getModel(self) -> Any:

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, 
 import numpy as np
 
 __all__ = ["ModelInfo", "check_model", "to_archive", "from_archive", "apply_layer_params", "build_variant",
-           "expand_layer_params", "layer_paths", "output_head", "read_loss", "LOSSES"]
+           "expand_layer_params", "layer_paths", "output_head", "read_loss", "serialize", "walk", "walk_live", "LOSSES"]
 
 _WHO = "TFClassifier"
 _MODEL_CLASSES = ("Functional", "Sequential")
@@ -99,7 +99,7 @@ def _is_model_entry(entry: Mapping[str, Any]) -> bool:
     return entry.get("class_name") in _MODEL_CLASSES or "layers" in (entry.get("config") or {})
 
 
-def _walk(config: Mapping[str, Any], prefix: str = "") -> Iterator[Tuple[str, Dict[str, Any]]]:
+def walk(config: Mapping[str, Any], prefix: str = "") -> Iterator[Tuple[str, Dict[str, Any]]]:
     """``(path, layer entry)`` of every layer, nested models' layers included (input layers skipped)."""
     for entry in _layers_of(config):
         if entry.get("class_name") == "InputLayer":
@@ -107,19 +107,20 @@ def _walk(config: Mapping[str, Any], prefix: str = "") -> Iterator[Tuple[str, Di
         path = prefix + entry["config"]["name"]
         yield path, entry
         if _is_model_entry(entry):
-            yield from _walk(entry["config"], path + "/")
+            yield from walk(entry["config"], path + "/")
 
 
 def layer_paths(serialized: Mapping[str, Any]) -> List[str]:
     """Paths of all the model's layers, as ``layerParams`` addresses them."""
-    return [p for p, _ in _walk(serialized["config"])]
+    return [p for p, _ in walk(serialized["config"])]
 
 
 def _config_keys(entry: Mapping[str, Any]) -> List[str]:
     return sorted(k for k in (entry.get("config") or {}) if k not in _FIXED_KEYS and k != "dtype")
 
 
-def _serialize(model: Any) -> Dict[str, Any]:
+def serialize(model: Any) -> Dict[str, Any]:
+    """The model's Keras config (``serialize_keras_object``), as :func:`apply_layer_params` and :func:`walk` read it."""
     import keras
 
     return keras.saving.serialize_keras_object(model)
@@ -165,10 +166,10 @@ def check_model(model: Any, who: str = _WHO) -> ModelInfo:
     if not shape or any(d is None for d in shape):
         raise ValueError(f"{who}: model {model.name!r} has input shape {list(shape)} with unknown dimensions; "
                          f"give keras.Input a full shape, e.g. (28, 28, 1).")
-    for path, layer in _walk_live(model):
+    for path, layer in walk_live(model):
         _check_class(layer, path, who)
-    serialized = _serialize(model)
-    for path, entry in _walk(serialized["config"]):
+    serialized = serialize(model)
+    for path, entry in walk(serialized["config"]):
         if entry.get("class_name") == "Lambda":
             raise ValueError(f"{who}: layer {path!r} is a Lambda layer; its Python code cannot be saved safely. "
                              f"Replace it with a built-in layer or a custom layer class registered with "
@@ -178,7 +179,8 @@ def check_model(model: Any, who: str = _WHO) -> ModelInfo:
                      loss=read_loss(model, who))
 
 
-def _walk_live(model: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+def walk_live(model: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    """``(path, layer)`` of every layer of a built model, nested models' layers included."""
     import keras
 
     for layer in model.layers:
@@ -187,7 +189,7 @@ def _walk_live(model: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
         path = prefix + layer.name
         yield path, layer
         if isinstance(layer, keras.Model):
-            yield from _walk_live(layer, path + "/")
+            yield from walk_live(layer, path + "/")
 
 
 def _check_class(obj: Any, path: str, who: str) -> None:
@@ -272,7 +274,7 @@ def apply_layer_params(serialized: Mapping[str, Any], layer_params: Mapping[str,
     """
     out = copy.deepcopy(dict(serialized))
     out.pop("compile_config", None)
-    entries = dict(_walk(out["config"]))
+    entries = dict(walk(out["config"]))
     changed: Set[str] = set()
     for key, value in (layer_params or {}).items():
         path, attr = _split_key(key, who)
@@ -288,7 +290,7 @@ def apply_layer_params(serialized: Mapping[str, Any], layer_params: Mapping[str,
             entry["config"][attr] = value
             changed.add(path)
     if changed:
-        for _, entry in _walk(out["config"]):
+        for _, entry in walk(out["config"]):
             entry.pop("build_config", None)  # shapes below a changed layer may differ; rebuilt from the graph
     return out, changed
 
@@ -352,7 +354,7 @@ def _fresh_paths(config: Mapping[str, Any], changed: Set[str], prefix: str = "",
             fresh |= inner
             out_dirty = inner_dirty or path in changed
             if path in changed:
-                fresh |= {p for p, _ in _walk(entry["config"], path + "/")}
+                fresh |= {p for p, _ in walk(entry["config"], path + "/")}
         else:
             out_dirty = upstream or path in changed
             if out_dirty:
@@ -405,7 +407,7 @@ def build_variant(given: Any, layer_params: Optional[Mapping[str, Any]] = None, 
     """
     import keras
 
-    serialized, changed = apply_layer_params(_serialize(given), layer_params or {}, who)
+    serialized, changed = apply_layer_params(serialize(given), layer_params or {}, who)
     fresh_paths, _ = _fresh_paths(serialized["config"], changed)  # before Keras consumes the config
     keras.utils.set_random_seed(int(seed))
     try:
@@ -413,10 +415,10 @@ def build_variant(given: Any, layer_params: Optional[Mapping[str, Any]] = None, 
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad config value
         raise ValueError(f"{who}: the model cannot be built with layerParams {dict(layer_params or {})!r}: "
                          f"{type(exc).__name__}: {exc}") from None
-    old = dict(_walk_live(given))
+    old = dict(walk_live(given))
     frozen = _frozen(model)
     plan: Dict[str, str] = {}
-    for path, layer in _walk_live(model):
+    for path, layer in walk_live(model):
         if isinstance(layer, keras.Model) or not layer.weights:
             continue
         source = old.get(path)
@@ -444,4 +446,4 @@ def weights_equal(a: Any, b: Any) -> bool:
 
 def describe(serialized: Mapping[str, Any]) -> str:
     """One line per layer path with its class: for messages and reports."""
-    return json.dumps({p: e.get("class_name") for p, e in _walk(serialized["config"])})
+    return json.dumps({p: e.get("class_name") for p, e in walk(serialized["config"])})

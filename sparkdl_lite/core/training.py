@@ -723,7 +723,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
         keep_state = schedule == "constant"  # a cosine schedule restarts with each call
         net = keras_model.from_archive(warm_start, compile=keep_state)
         carried = getattr(net, "optimizer", None) if keep_state else None
-        plan = {path: "warm" for path, layer in keras_model._walk_live(net) if layer.weights}
+        plan = {path: "warm" for path, layer in keras_model.walk_live(net) if layer.weights}
     elif preset is not None:
         net = _build_preset(**preset)
     else:
