@@ -1,9 +1,13 @@
 """TFClassifier (Estimator) and TFClassificationModel (Model): Keras classifiers as Spark ML stages.
 
-Tuning runs on the executors: :meth:`TFClassifier.fitMultiple` collects the features and labels
-once (Arrow), broadcasts them once, and trains one param map per Spark task with
-:func:`sparkdl_lite.core.training.train`; each task sends back the frozen graph bytes and history.
-``fit`` is ``fitMultiple`` with one param map, so both give the same model. The model scores
+Tuning runs on the executors. :meth:`TFClassifier.fitMultiple` reads as its steps: validate each
+param map (:func:`_validate_tasks`), collect and check each distinct DataFrame once
+(:mod:`sparkdl_lite.runner.task_data`), turn each param map into a
+:class:`~sparkdl_lite.runner.train_job.TaskSpec` (:func:`_spec`), run one Spark job with a task
+per spec (:func:`sparkdl_lite.runner.train_job.run`) and build a model from each
+:class:`~sparkdl_lite.runner.train_job.TaskResult`. :func:`fit_tasks` is the same path for a
+search's rungs (warm starts, held-out rows predicted in the task). ``fit`` is ``fitMultiple``
+with one param map, so both give the same model. The model scores
 through :class:`~sparkdl_lite.TFTransformer` / :class:`~sparkdl_lite.TFImageTransformer` (the same
 per-worker runtime as deployment) and derives ``prediction`` on the JVM.
 """
@@ -11,502 +15,39 @@ from __future__ import annotations
 
 import functools
 import json
-import math
-import os
-import threading
-import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
-from pyspark.ml.functions import array_to_vector, vector_to_array
-from pyspark.ml.linalg import VectorUDT
-from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol, HasSeed
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.param import Param
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite.runner import engine, task_data
-from sparkdl_lite.runner import epochs as epoch_board
-from sparkdl_lite.core import failpoint
-from sparkdl_lite.params import (
-    HasBatchSize,
-    HasGraph,
-    check,
-    to_int_list,
-    to_layer_params,
-    to_optional_float,
-    to_optional_int_list,
-)
+from sparkdl_lite.core.jsonable import plain
+from sparkdl_lite.core.training import HYPERPARAMS
+from sparkdl_lite.params import HasGraph, TFClassifierParams, describe
 from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter, StageDataReader, StageDataWriter
+from sparkdl_lite.runner import engine, task_data, train_job
 
 __all__ = ["TFClassifier", "TFClassificationModel"]
 
-from sparkdl_lite.core.training import HYPERPARAMS, hyperparam_problem  # noqa: E402
-
-INITIAL_WEIGHTS = ("model", "fresh")
-CHANNEL_ORDERS = ("RGB", "BGR")
 _PRESET_PARAMS = tuple(n for n, spec in HYPERPARAMS.items() if spec.get("preset")) + ("inputShape",)
 MODEL_FILE = "model.keras"
 INPUT_TENSOR = "features:0"
 LOGITS_TENSOR = "logits:0"
 PROBABILITY_TENSOR = "probability:0"
-
-TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs
-# Test-only fault injection (not public API): comma-separated param-map indexes whose training
-# raises inside its Spark task. Read on the driver; the failure travels in the task closure.
+TRAIN_JOB_TAG = train_job.TRAIN_JOB_TAG  # Spark job tag of the training jobs
 _TMP_LOGITS = "__sparkdl_lite_logits"
 _TMP_PROBABILITY = "__sparkdl_lite_probability"
-_NUMERIC = (T.FloatType, T.DoubleType, T.IntegerType, T.LongType, T.ShortType, T.ByteType)
-_LABEL_TYPES = _NUMERIC + (T.DecimalType,)
-
-
-def _feature_kind(dt: T.DataType) -> Optional[str]:
-    """'vector', 'array', 'image' or None for a column type the stages cannot take."""
-    from sparkdl_lite.images import is_image_struct
-
-    if isinstance(dt, VectorUDT):
-        return "vector"
-    if isinstance(dt, T.ArrayType) and isinstance(dt.elementType, _NUMERIC):
-        return "array"
-    if is_image_struct(dt):
-        return "image"
-    return None
-
-
-# ============================================================================ params
-class _TFClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol,
-                          HasRawPredictionCol, HasBatchSize, HasSeed):
-    """Params shared by :class:`TFClassifier` and :class:`TFClassificationModel`."""
-
-    architecture: Param[str] = Param(
-        Params._dummy(), "architecture",
-        "Built-in network: 'mlp' (dense layers) or 'cnn' (conv+pool blocks, then dense layers).",
-        typeConverter=TypeConverters.toString)
-    hiddenLayers: Param[List[int]] = Param(
-        Params._dummy(), "hiddenLayers",
-        "Units of each hidden dense layer, e.g. [128] or [256, 128] (non-empty for 'mlp').",
-        typeConverter=to_int_list)
-    convFilters: Param[List[int]] = Param(
-        Params._dummy(), "convFilters",
-        "Filters of each 3x3 conv + 2x2 max-pool block of a 'cnn', e.g. [32, 64].",
-        typeConverter=to_int_list)
-    dropout: Param[float] = Param(
-        Params._dummy(), "dropout",
-        "Dropout rate after each hidden dense layer and each conv block, in [0, 1); 0 adds no dropout.",
-        typeConverter=TypeConverters.toFloat)
-    learningRate: Param[float] = Param(
-        Params._dummy(), "learningRate",
-        "Optimizer step size (> 0).",
-        typeConverter=TypeConverters.toFloat)
-    optimizer: Param[str] = Param(
-        Params._dummy(), "optimizer",
-        "Keras optimizer: 'adam', 'sgd' or 'rmsprop'.",
-        typeConverter=TypeConverters.toString)
-    learningRateSchedule: Param[str] = Param(
-        Params._dummy(), "learningRateSchedule",
-        "How the step size moves during a fit: 'constant' (learningRate throughout) or 'cosine' (from "
-        "learningRate down to 0 along a half cosine over the fit's steps; a warm start decays anew).",
-        typeConverter=TypeConverters.toString)
-    epochs: Param[int] = Param(
-        Params._dummy(), "epochs",
-        "Passes over the training data (>= 1).",
-        typeConverter=TypeConverters.toInt)
-    inputShape: Param[Optional[List[int]]] = Param(
-        Params._dummy(), "inputShape",
-        "Shape each flat feature row is reshaped to inside the network, e.g. [8, 8, 1] for a 'cnn' "
-        "on 64-value vectors; None keeps the features' own shape.",
-        typeConverter=to_optional_int_list)
-    layerParams: Param[Dict[str, Any]] = Param(
-        Params._dummy(), "layerParams",
-        "Changes to the config of the model's layers, {'<layer path>.<config key>': value}, e.g. "
-        "{'hidden.units': 256, 'drop.rate': 0.3} or {'base/block_2.filters': 64}; applied before each task builds "
-        "its copy of the model. Only with a model (setModel).",
-        typeConverter=to_layer_params)
-    initialWeights: Param[str] = Param(
-        Params._dummy(), "initialWeights",
-        "Where a model's trainable layers start: 'model' (the given weights, where the layer's config and weight "
-        "shapes are unchanged and no changed layer feeds it) or 'fresh' (initialised from the seed). Frozen "
-        "layers always keep the given weights.",
-        typeConverter=TypeConverters.toString)
-    channelOrder: Param[str] = Param(
-        Params._dummy(), "channelOrder",
-        "Channel order in which image features reach the network: 'RGB' or 'BGR' (the image source's own order). "
-        "Ignored for vector and array features.",
-        typeConverter=TypeConverters.toString)
-    scale: Param[Optional[float]] = Param(
-        Params._dummy(), "scale",
-        "Multiply the features by this before the network (in training and in the frozen graph). None: 1/255 "
-        "for image features of a built-in architecture, no scaling otherwise (a model of your own gets pixel "
-        "values 0-255, e.g. for its own Rescaling layer).",
-        typeConverter=to_optional_float)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._setDefault(featuresCol="features", labelCol="label", predictionCol="prediction",
-                         probabilityCol="probability", rawPredictionCol="rawPrediction",
-                         **{n: spec["default"] for n, spec in HYPERPARAMS.items()}, inputShape=None, layerParams={}, initialWeights="model", channelOrder="RGB",
-                         scale=None)
-
-    def getLayerParams(self) -> Dict[str, Any]:
-        return dict(self.getOrDefault(self.layerParams))
-
-    def getInitialWeights(self) -> str:
-        return self.getOrDefault(self.initialWeights)
-
-    def getChannelOrder(self) -> str:
-        return self.getOrDefault(self.channelOrder)
-
-    def getScale(self) -> Optional[float]:
-        return self.getOrDefault(self.scale)
-
-    def getArchitecture(self) -> str:
-        return self.getOrDefault(self.architecture)
-
-    def getHiddenLayers(self) -> List[int]:
-        return self.getOrDefault(self.hiddenLayers)
-
-    def getConvFilters(self) -> List[int]:
-        return self.getOrDefault(self.convFilters)
-
-    def getDropout(self) -> float:
-        return self.getOrDefault(self.dropout)
-
-    def getLearningRate(self) -> float:
-        return self.getOrDefault(self.learningRate)
-
-    def getOptimizer(self) -> str:
-        return self.getOrDefault(self.optimizer)
-
-    def getEpochs(self) -> int:
-        return self.getOrDefault(self.epochs)
-
-    def getLearningRateSchedule(self) -> str:
-        return self.getOrDefault(self.learningRateSchedule)
-
-    def getInputShape(self) -> Optional[List[int]]:
-        return self.getOrDefault(self.inputShape)
-
-    def _validate(self, schema: T.StructType) -> str:
-        """Range checks of every param and the features column; returns its kind."""
-        name = type(self).__name__
-        for param in HYPERPARAMS:  # the one table of the fixed hyperparameters (core.training)
-            problem = hyperparam_problem(param, self.getOrDefault(param))
-            if problem:
-                raise ValueError(f"{name}: param {param!r} {problem}")
-        arch = self.getArchitecture()
-        hidden = self.getHiddenLayers()
-        check(arch != "mlp" or len(hidden) > 0,
-              f"{name}: param 'hiddenLayers' must not be empty for architecture 'mlp'; got {hidden!r}. Use e.g. [128].")
-        filters = self.getConvFilters()
-        check(arch != "cnn" or len(filters) > 0,
-              f"{name}: param 'convFilters' must not be empty for architecture 'cnn'; got {filters!r}. Use e.g. [32, 64].")
-        shape = self.getInputShape()
-        check(shape is None or (len(shape) > 0 and all(d >= 1 for d in shape)),
-              f"{name}: param 'inputShape' must be None or a non-empty list of ints >= 1; got {shape!r}.")
-        init = self.getInitialWeights()
-        check(init in INITIAL_WEIGHTS, f"{name}: param 'initialWeights' must be one of {list(INITIAL_WEIGHTS)}; got {init!r}.")
-        order = self.getChannelOrder()
-        check(order in CHANNEL_ORDERS, f"{name}: param 'channelOrder' must be one of {list(CHANNEL_ORDERS)}; got {order!r}.")
-        scale = self.getScale()
-        check(scale is None or (math.isfinite(scale) and scale != 0.0),
-              f"{name}: param 'scale' must be None or a finite non-zero float (e.g. 1/255); got {scale!r}.")
-        col = self.getFeaturesCol()
-        if col not in schema.names:
-            raise ValueError(f"{name}: featuresCol {col!r} is not in the DataFrame. Available columns: {schema.names}.")
-        kind = _feature_kind(schema[col].dataType)
-        if kind is None:
-            raise TypeError(f"{name}: featuresCol {col!r} must be a Spark ML vector, an array of numbers or an image "
-                            f"struct; got {schema[col].dataType.simpleString()}.")
-        if arch == "cnn" and kind != "image":
-            check(shape is not None and len(shape) in (2, 3),
-                  f"{name}: architecture 'cnn' needs image-shaped features but featuresCol {col!r} holds flat "
-                  f"{kind}s and param 'inputShape' is {shape!r}; set inputShape=[height, width, channels], e.g. [8, 8, 1].")
-        return kind
-
-    def _train_kwargs(self) -> Dict[str, Any]:
-        """This param map as keyword arguments of :func:`sparkdl_lite.core.training.train`."""
-        shape = self.getInputShape()
-        return {"architecture": self.getArchitecture(), "hidden_layers": list(self.getHiddenLayers()),
-                "conv_filters": list(self.getConvFilters()), "dropout": float(self.getDropout()),
-                "learning_rate": float(self.getLearningRate()), "optimizer": self.getOptimizer(),
-                "learning_rate_schedule": self.getLearningRateSchedule(), "batch_size": int(self.getBatchSize()), "epochs": int(self.getEpochs()),
-                "input_shape": None if shape is None else list(shape), "seed": int(self.getSeed())}
-
-    def _work(self, data_shape: Sequence[int], cfg: Dict[str, Any], sizes: Dict[str, int]) -> float:
-        """Estimated work of training this param map: rows x epochs x multiply-adds per row (0 if unknown).
-
-        A preset counts its multiply-adds (:func:`~sparkdl_lite.core.training.preset_work`); a model
-        of your own its variant's parameter count (``sizes``, keyed by layerParams as
-        ``_model_variants`` fills it). Only the order of the estimates matters."""
-        if getattr(self, "_keras_archive", None) is not None:
-            per_row = sizes.get(json.dumps(self.getLayerParams(), sort_keys=True), 0)
-        else:
-            from sparkdl_lite.core.training import preset_work
-
-            try:
-                per_row = preset_work(architecture=cfg["architecture"], num_classes=cfg["num_classes"],
-                                      feature_shape=list(data_shape[1:]), input_shape=cfg["input_shape"],
-                                      hidden_layers=cfg["hidden_layers"], conv_filters=cfg["conv_filters"],
-                                      dropout=cfg["dropout"])
-            except (ValueError, TypeError):  # the task reports the bad param; its place in the job is moot
-                per_row = 0
-        return float(data_shape[0]) * int(cfg["epochs"]) * per_row
-
-
-# ============================================================================ driver-side data
-def _combine(col: Any) -> Any:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-
-
-def _first_null(arr: Any) -> Optional[int]:
-    if not arr.null_count:
-        return None
-    return int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-
-
-def _collect(dataset: DataFrame, features: str, label: str, kind: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Features (float32 ``(N, D)`` or uint8 ``(N, H, W, C)``) and float64 labels, in one Arrow collect."""
-    name = "TFClassifier"
-    f = F.col(features)
-    if kind == "vector":
-        cols = [vector_to_array(f, "float32").alias("f")]
-    elif kind == "array":
-        cols = [f.cast(T.ArrayType(T.FloatType())).alias("f")]
-    else:
-        cols = [f.getField(k).alias(k) for k in ("height", "width", "nChannels", "data")]
-    table = dataset.select(*cols, F.col(label).cast(T.DoubleType()).alias("y")).toArrow()
-    n = table.num_rows
-    if n == 0:
-        raise ValueError(f"{name}: the DataFrame is empty; it needs at least one row per class in labelCol {label!r}.")
-    y_arr = _combine(table.column("y"))
-    bad = _first_null(y_arr)
-    if bad is not None:
-        raise ValueError(f"{name}: labelCol {label!r} has a null at row {bad}; every row needs a class index. "
-                         f"Filter or fill nulls first.")
-    y = y_arr.to_numpy(zero_copy_only=False).astype(np.float64)
-    if kind == "image":
-        return _collect_images(table, features), y
-    arr = _combine(table.column("f"))
-    bad = _first_null(arr)
-    if bad is not None:
-        raise ValueError(f"{name}: featuresCol {features!r} has a null at row {bad}. Filter or fill nulls first.")
-    offsets = arr.offsets.to_numpy()
-    lengths = np.diff(offsets)
-    width = int(lengths[0])
-    if not (lengths == width).all():
-        row = int(np.flatnonzero(lengths != width)[0])
-        raise ValueError(f"{name}: featuresCol {features!r} has rows of different lengths ({width} values in row 0, "
-                         f"{int(lengths[row])} in row {row}); every row needs the same number of features.")
-    if width == 0:
-        raise ValueError(f"{name}: featuresCol {features!r} has rows with no values.")
-    x = arr.values.slice(int(offsets[0]), n * width).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    x = x.reshape(n, width)
-    if not np.isfinite(x).all():
-        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise ValueError(f"{name}: featuresCol {features!r} has NaN or infinite values (first in row {row}); "
-                         f"clean or impute them first.")
-    return x, y
-
-
-def _collect_images(table: Any, features: str) -> np.ndarray:
-    name = "TFClassifier"
-    n = table.num_rows
-    data = _combine(table.column("data"))
-    hwc = []
-    for k in ("height", "width", "nChannels"):
-        a = _combine(table.column(k))
-        bad = _first_null(a)
-        if bad is None:
-            bad = _first_null(data)
-        if bad is not None:
-            raise ValueError(f"{name}: featuresCol {features!r} has a null image at row {bad}. Filter it out first.")
-        hwc.append(a.to_numpy(zero_copy_only=False).astype(np.int64))
-    h, w, c = hwc
-    sizes = np.stack([h, w, c], axis=1)
-    if (sizes <= 0).any():
-        row = int(np.flatnonzero((sizes <= 0).any(axis=1))[0])
-        raise ValueError(f"{name}: featuresCol {features!r} has an invalid image at row {row} (height {int(h[row])}, "
-                         f"width {int(w[row])}); drop invalid images first (read_images(..., drop_invalid=True)).")
-    if not (sizes == sizes[0]).all():
-        row = int(np.flatnonzero((sizes != sizes[0]).any(axis=1))[0])
-        raise ValueError(f"{name}: featuresCol {features!r} holds images of different sizes ({tuple(sizes[0])} in row 0, "
-                         f"{tuple(sizes[row])} in row {row} as height, width, channels); resize them to one size first.")
-    hh, ww, cc = (int(v) for v in sizes[0])
-    if cc not in (1, 3, 4):
-        raise ValueError(f"{name}: featuresCol {features!r} holds images with nChannels={cc}; expected 1, 3 or 4.")
-    wide = pa.types.is_large_binary(data.type)
-    offsets = np.frombuffer(data.buffers()[1], dtype=np.int64 if wide else np.int32)[data.offset:data.offset + n + 1]
-    lengths = np.diff(offsets)
-    if not (lengths == hh * ww * cc).all():
-        row = int(np.flatnonzero(lengths != hh * ww * cc)[0])
-        raise ValueError(f"{name}: featuresCol {features!r} has an image at row {row} with {int(lengths[row])} data bytes; "
-                         f"height*width*nChannels = {hh * ww * cc}.")
-    values = np.frombuffer(data.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
-    x = values.reshape(n, hh, ww, cc).copy()
-    return x[..., :3] if cc == 4 else x  # alpha is dropped, as TFImageTransformer does when scoring
-
-
-def _num_classes(dataset: DataFrame, label: str, y: np.ndarray) -> int:
-    """K = max label + 1 (or the label's nominal attribute count, when larger); labels checked first."""
-    name = "TFClassifier"
-    integral = np.isfinite(y) & (y == np.round(y))
-    if not integral.all():
-        bad = float(y[~integral][0])
-        raise ValueError(f"{name}: labelCol {label!r} must hold integral class indices 0..K-1; got {bad!r}. "
-                         f"Use StringIndexer to turn other labels into indices.")
-    if (y < 0).any():
-        raise ValueError(f"{name}: labelCol {label!r} must hold class indices >= 0; got {int(y[y < 0][0])!r}.")
-    k = int(y.max()) + 1
-    attr = dataset.schema[label].metadata.get("ml_attr", {}) if dataset.schema[label].metadata else {}
-    if attr.get("type") == "nominal":
-        k = max(k, len(attr.get("vals") or []), int(attr.get("num_vals") or 0))
-    if k < 2:
-        raise ValueError(f"{name}: labelCol {label!r} holds only class 0; a classifier needs at least 2 classes.")
-    return k
-
-
-def _describe(param_map: Dict[Param, Any]) -> str:
-    return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
-
-
-def _lone_task_profile(spark: Any, n_tasks: int) -> Optional[Any]:
-    """A ResourceProfile giving a lone training task the cores of a whole executor, or None.
-
-    A single param map (``fit``, the refit of CrossValidator's best model) would otherwise train
-    with ``spark.task.cpus`` threads while the rest of its executor idles. Stage-level scheduling
-    asks for the smallest executor's core count for that one task, so TF gets that many threads
-    and Spark accounts for them. Only where Spark supports task resource profiles: standalone
-    (``local-cluster`` included), YARN and Kubernetes with dynamic allocation off; never in local
-    mode, where ``spark.task.cpus`` stays in force, nor where the engine does not report
-    executor cores (Spark Connect).
-    """
-    if n_tasks != 1 or engine.is_local_mode(spark):
-        return None
-    if (engine.conf(spark, "spark.dynamicAllocation.enabled", "false") or "").strip().lower() == "true":
-        return None
-    cores = engine.executor_cores(spark)
-    cpus = min(cores) if cores else 0
-    if cpus <= int(engine.conf(spark, "spark.task.cpus", "1") or 1):
-        return None
-    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
-
-    return ResourceProfileBuilder().require(TaskResourceRequests().cpus(cpus)).build
-
-
-# ============================================================================ executor side
-def _train_task(index: int, *, shipped: Any, configs: List[Dict[str, Any]], local_mode: bool,
-                progress_dir: Optional[str] = None, archives: Any = None) -> Tuple[Any, ...]:
-    """Train task ``index`` inside a Spark task; errors come back as text, never raised."""
-    import socket
-
-    from pyspark import TaskContext
-
-    from sparkdl_lite.core import runtime, training
-
-    start = time.perf_counter()
-    ctx = TaskContext.get()
-    threads = engine.task_cpus()
-    info = {"executorId": engine.executor_id(local_mode), "host": socket.gethostname(), "pid": os.getpid(),
-            "taskCpus": threads, "partitionId": ctx.partitionId() if ctx else None,
-            "attempt": ctx.attemptNumber() if ctx else None}
-    cfg = configs[index]
-    if cfg.get("_fail_first_attempt") and ctx is not None and ctx.attemptNumber() == 0:  # test-only fail point
-        raise RuntimeError(f"injected failure of the first attempt of param map {index}")  # escapes: Spark retries
-    startup = {"workerAge": engine.process_age(start)}  # None where /proc is missing; ~0 in a fresh worker
-    try:
-        t0 = time.perf_counter()
-        runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
-        t1 = time.perf_counter()
-        payload = task_data.unpack(shipped)  # cached per worker: shared by its tasks (and a search's rungs)
-        t2 = time.perf_counter()
-        startup.update(tensorflow=t1 - t0, broadcast=t2 - t1)
-        if cfg.get("_fail"):
-            raise RuntimeError(cfg["_fail"])  # test-only fail point
-        x, y = payload[f"x{cfg['data']}"], payload[f"y{cfg['data']}"]
-        kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in ("data", "score")}
-        for key in ("model", "warm_start"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = task_data.unpack(archives, slot="archives")[f"a{kwargs[key]}"].tobytes()
-        result = training.train(x, y, threads=threads, **kwargs,
-                                on_epoch=lambda done, _: epoch_board.report(progress_dir, index, done))
-        graph = result.graph
-        info.update(seconds=float(result.seconds), diverged=bool(result.diverged), startup=startup,
-                    phases={k: float(v) for k, v in result.phases.items()})
-        if result.weights:
-            info["weights"] = dict(result.weights)
-        scores = None
-        if cfg.get("score") is not None:  # the validation rows, predicted here: no separate scoring job
-            t3 = time.perf_counter()
-            scores = training.predict_classes(graph, payload[f"x{cfg['score']}"]).tobytes()
-            info["scoreSeconds"] = time.perf_counter() - t3
-        return (index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
-                result.history, info, None, result.model, scores)
-    except Exception as exc:  # noqa: BLE001 - reported per param map so the other models survive
-        info.update(seconds=time.perf_counter() - start, diverged=False)
-        return (index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None, None)
-
-
-_RESULT_SCHEMA = ("index long, graph binary, inputs array<string>, outputs array<string>, history string, "
-                  "info string, error string, model binary, scores binary")
-_RESULT_ARROW = pa.schema([("index", pa.int64()), ("graph", pa.binary()), ("inputs", pa.list_(pa.string())),
-                           ("outputs", pa.list_(pa.string())), ("history", pa.string()), ("info", pa.string()),
-                           ("error", pa.string()), ("model", pa.binary()), ("scores", pa.binary())])
-
-
-def _train_batches(batches: Iterator[Any], order: List[int], **kwargs: Any) -> Iterator[Any]:
-    """mapInArrow body: train the task of each row (partition ``p`` holds row ``p``: task ``order[p]``); one Arrow row of results each."""
-    for batch in batches:
-        for row_index in batch.column(0).to_pylist():
-            index = order[int(row_index)]
-            _, graph, inputs, outputs, history, info, error, model, scores = _train_task(index, **kwargs)
-            row = {"index": int(index), "graph": graph, "inputs": inputs, "outputs": outputs,
-                   "history": json.dumps(history), "info": json.dumps(info), "error": error, "model": model,
-                   "scores": scores}
-            yield pa.RecordBatch.from_pylist([row], schema=_RESULT_ARROW)
-
-
-class _ModelIterator:
-    """Thread-safe ``(index, model)`` iterator; the training job runs once, on the first ``next()``."""
-
-    def __init__(self, run: Any, build: Any, n: int) -> None:
-        self._run = run
-        self._build = build
-        self._n = n
-        self._counter = 0
-        self._lock = threading.Lock()
-        self._results: Optional[Dict[int, Tuple[Any, ...]]] = None
-        self._error: Optional[BaseException] = None
-
-    def __iter__(self) -> _ModelIterator:
-        return self
-
-    def __next__(self) -> Tuple[int, TFClassificationModel]:
-        with self._lock:
-            index = self._counter
-            if index >= self._n:
-                raise StopIteration("No models remaining.")
-            self._counter += 1
-            if self._results is None and self._error is None:
-                try:
-                    self._results = self._run()
-                except BaseException as exc:
-                    self._error = exc
-            if self._error is not None:
-                raise self._error
-            result = self._results[index]
-        return index, self._build(result)
-
-    def next(self) -> Tuple[int, TFClassificationModel]:
-        return self.__next__()
+_LABEL_TYPES = (T.FloatType, T.DoubleType, T.IntegerType, T.LongType, T.ShortType, T.ByteType, T.DecimalType)
 
 
 # ============================================================================ estimator
-class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
+class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
     """Train a TensorFlow (Keras) classifier on a DataFrame, one param map per Spark task.
 
     The network is either a built-in preset (``architecture`` ``mlp`` or ``cnn``, sized by
@@ -823,232 +364,18 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
         maps = [dict(pm) for pm in paramMaps]
         if not maps:
             return iter(())
-        run, build = self._prepare([(dataset, pm, None) for pm in maps], longest_first=True)
-        return _ModelIterator(run, build, len(maps))
+        job = _TrainingJob.plan(self, [FitTask(dataset, pm) for pm in maps], longest=True)
+        return train_job.ModelIterator(job.run, job.model, len(maps))
 
-    def _fit_tasks(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],
-                   validation: Optional[Sequence[Optional[DataFrame]]] = None,
-                   shared: Optional[task_data.TaskData] = None, longest_first: bool = False) -> List[Any]:
-        """Train several (dataset, param map, start model) tasks in ONE Spark job.
-
-        Each distinct DataFrame is collected and shipped once. With a start model (one this
-        estimator returned before), the task continues that model's weights for the param map's
-        ``epochs`` more epochs (a warm start; with the constant learning rate the optimizer's state
-        continues too) and the returned model's
-        ``history`` continues the epoch count. The halving search runs each rung this way.
-
-        ``validation`` (aligned with ``tasks``, None entries allowed) names a DataFrame of held-out
-        rows per task, with the same features and label columns: the task predicts them right
-        after training, and the returned model carries ``_validation`` = ``{"label": labels,
-        "prediction": class indices}`` (numpy arrays), as its ``prediction`` column would give, so a
-        caller can score accuracy without a separate scoring job.
-
-        ``shared`` (a :class:`sparkdl_lite.runner.task_data.TaskData` made with ``keep=True``) carries the
-        collected and shipped arrays from one call to the next: a DataFrame already in it is not
-        collected or shipped again, and the workers keep the arrays they loaded. The caller
-        closes it.
-
-        ``longest_first`` starts the tasks in order of their estimated work (rows x epochs x the
-        network's multiply-adds per row, or its parameter count for a model of your own), the
-        largest first, so that short tasks fill the slots at the end of the job; otherwise the
-        tasks start in the given order.
-
-        Returns
-        -------
-        list
-            Aligned with ``tasks``: a :class:`TFClassificationModel`, or the exception (a
-            ``RuntimeError`` naming the task) for a task whose training failed. A diverged model
-            is returned with ``trainingInfo["diverged"]`` True.
-        """
-        tasks = list(tasks)
-        if not tasks:
-            return []
-        run, build = self._prepare(tasks, validation, shared, longest_first)
-        results = run()
-        out: List[Any] = []
-        for i in range(len(tasks)):
-            try:
-                out.append(build(results[i]))
-            except RuntimeError as exc:
-                out.append(exc)
-        return out
-
-    def _prepare(self, tasks: Sequence[Tuple[DataFrame, Dict[Param, Any], Optional[TFClassificationModel]]],
-                 validation: Optional[Sequence[Optional[DataFrame]]] = None,
-                 shared: Optional[task_data.TaskData] = None, longest_first: bool = False) -> Tuple[Any, Any]:
-        """Validate every task, collect each distinct dataset once and check the models; return (run, build)."""
-        n = len(tasks)
-        if validation is not None and len(validation) != n:
-            raise ValueError(f"TFClassifier: {len(validation)} validation DataFrames for {n} tasks; give one (or None) "
-                             f"per task.")
-        maps = [dict(pm) for _, pm, _ in tasks]
-        where = (lambda i: "") if n == 1 else (lambda i: f" (param map {i}: {_describe(maps[i])})")
-        estimators: List[TFClassifier] = []
-        kinds = []
-        for i, (dataset, pm, start) in enumerate(tasks):
-            est = self.copy(pm)
-            try:
-                kinds.append(est._validate(dataset.schema))
-                if start is not None and start._keras_archive is None:
-                    raise ValueError("TFClassifier: a warm start needs a model trained by this version of TFClassifier "
-                                     "(it keeps the Keras model); this start model has none.")
-            except (ValueError, TypeError) as exc:
-                if n == 1:
-                    raise
-                raise type(exc)(f"{exc}{where(i)}") from None
-            estimators.append(est)
-        sizes: Dict[str, int] = {}
-        variants = self._model_variants(estimators, where, sizes)
-        spark = tasks[0][0].sparkSession
-        # One clear error if the executors lack sparkdl_lite or TensorFlow; on a session's first fit it also
-        # imports TensorFlow in every Python worker while the driver collects the data below.
-        check = engine.check_executors(spark, background=True)
-        data = shared if shared is not None else task_data.TaskData()
-        data_key: List[int] = []
-        score_key: List[Optional[int]] = []
-
-        def collect(frame: DataFrame, features: str, label: str, kind: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
-            with engine.job_description(spark, f"TFClassifier {self.uid}: collect {what} for {n} task(s)"):
-                return _collect(frame, features, label, kind)
-
-        # Every DataFrame not collected yet (training rows, validation rows) is collected first, in concurrent
-        # jobs where there are several; the loop after it finds them all in `data`.
-        wanted: Dict[Tuple[int, str, str], Tuple[DataFrame, str, str, str, str]] = {}
-        for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
-            features, label = est.getFeaturesCol(), est.getLabelCol()
-            held = validation[i] if validation is not None else None
-            if held is not None and (held.schema[features].dataType != dataset.schema[features].dataType
-                                     or label not in held.schema.names):
-                raise ValueError(f"TFClassifier: the validation DataFrame of task {i} must have the training rows' "
-                                 f"featuresCol {features!r} (same type) and labelCol {label!r}.")
-            for frame, what in ((dataset, "features"), (held, "validation rows")):
-                if frame is not None and not data.has(frame, features, label):
-                    wanted.setdefault((id(frame), features, label), (frame, features, label, kinds[i], what))
-        items = list(wanted.values())
-        arrays = engine.thread_map(spark, lambda item: collect(*item), items, threads=4)
-        for (frame, features, label, _, _), (x, y) in zip(items, arrays):
-            data.add(frame, features, label, x, y)
-        for i, ((dataset, _, _), est) in enumerate(zip(tasks, estimators)):
-            features, label = est.getFeaturesCol(), est.getLabelCol()
-            key = data.key(dataset, features, label)
-            if key not in data.classes:  # training rows (a validation-only key has none yet)
-                data.classes[key] = _num_classes(dataset, label, data.labels(key))
-            data_key.append(key)
-            held = validation[i] if validation is not None else None
-            score_key.append(data.key(held, features, label) if held is not None else None)
-        check.wait()
-        from sparkdl_lite.core.keras_model import ModelInfo
-
-        archives: Dict[str, bytes] = {}
-        configs = []
-        work: List[float] = []  # estimated work per task (longest_first)
-        fail = failpoint.indexes("train")  # test-only fail points, read on the driver
-        fail_first = failpoint.indexes("train_first_attempt")
-        for i, est in enumerate(estimators):
-            shape = data.shape(data_key[i])  # (rows, *feature shape)
-            cfg = est._train_kwargs()
-            cfg.update(data=data_key[i], score=score_key[i], num_classes=data.classes[data_key[i]],
-                       scale=est._resolved_scale(kinds[i]),
-                       reverse_channels=kinds[i] == "image" and est.getChannelOrder() == "RGB" and shape[-1] == 3)
-            start = tasks[i][2]
-            try:
-                if start is not None:
-                    archives[_digest(start._keras_archive)] = start._keras_archive
-                    cfg.update(warm_start=_digest(start._keras_archive), initial_epoch=len(start.history),
-                               loss=est._model_info.loss if est._keras_archive is not None else None)
-                    _check_start(start, shape[1:], cfg["num_classes"])
-                elif est._keras_archive is not None:
-                    key = _digest(est._keras_archive)
-                    archives[key] = est._keras_archive
-                    info: ModelInfo = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
-                    from sparkdl_lite.core import training
-
-                    training.check_input_shape(shape[1:], info.input_shape, est.getFeaturesCol())
-                    training.resolve_head(info, cfg["num_classes"])
-                    cfg.update(model=key, layer_params=est.getLayerParams(), loss=info.loss,
-                               fresh_weights=est.getInitialWeights() == "fresh")
-                else:
-                    given = est.getInputShape()
-                    if given is not None and math.prod(given) != math.prod(shape[1:]):
-                        raise ValueError(f"TFClassifier: param 'inputShape' {given!r} holds {math.prod(given)} values but "
-                                         f"each row of featuresCol {est.getFeaturesCol()!r} has {math.prod(shape[1:])}; "
-                                         f"their counts must be equal.")
-            except (ValueError, TypeError) as exc:
-                if n == 1:
-                    raise
-                raise type(exc)(f"{exc}{where(i)}") from None
-            work.append(est._work(shape, cfg, sizes) if longest_first else 0)
-            if i in fail:
-                cfg["_fail"] = f"injected failure for param map {i} ({failpoint.ENV})"
-            if i in fail_first:
-                cfg["_fail_first_attempt"] = True
-            configs.append(cfg)
-        local_mode = engine.is_local_mode(spark)
-        uid = self.uid
-        order = sorted(range(n), key=lambda i: -work[i])  # partition p trains task order[p]; stable
-        packed = [task_data.pack({f"a{k}": np.frombuffer(v, dtype=np.uint8) for k, v in archives.items()})
-                  if archives else None]  # Keras archives: their own shipment, made anew each call
-        archives.clear()
-
-        def run() -> Dict[int, Tuple[Any, ...]]:
-            shipped = data.ship(spark)
-            extra = packed.pop()
-            models = engine.ship(spark, extra) if extra is not None else None
-            board = epoch_board.EpochBoard([c["epochs"] for c in configs])  # the progress line's epochs
-            try:
-                task = functools.partial(_train_batches, shipped=shipped, configs=configs, local_mode=local_mode,
-                                         progress_dir=board.path, archives=models, order=order)
-                # One row and one partition per task. mapInArrow (not an RDD map) runs in the same
-                # Python workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.
-                profile = _lone_task_profile(spark, n)
-                jobs = spark.range(0, n, 1, n).mapInArrow(task, _RESULT_SCHEMA, profile=profile)
-                with engine.job_tag(spark, TRAIN_JOB_TAG), \
-                        engine.job_description(spark, f"TFClassifier {uid}: train {n} param map(s)"):
-                    table = jobs.toArrow()  # the CLI's progress line counts the tagged job's tasks as models
-            finally:
-                board.close()
-                if models is not None:
-                    engine.release(models)
-                if shared is None:
-                    data.close()
-            return {r["index"]: (r["index"], r["graph"], r["inputs"], r["outputs"], json.loads(r["history"]),
-                                 json.loads(r["info"]), r["error"], r["model"], r["scores"]) for r in table.to_pylist()}
-
-        def build(result: Tuple[Any, ...]) -> TFClassificationModel:
-            index, graph_bytes, inputs, outputs, history, info, error, archive, scores = result
-            if error is not None:
-                raise RuntimeError(f"TFClassifier: training failed for param map {index} {_describe(maps[index])} "
-                                   f"on executor {info.get('executorId')!r}: {error}")
-            from sparkdl_lite.core.graph import TFGraph
-
-            model = TFClassificationModel()
-            model._resetUid(uid)  # as Spark's own models: CrossValidator applies estimator param maps to it
-            estimators[index]._copyValues(model)
-            model.setGraph(TFGraph.from_bytes(graph_bytes, inputs, outputs))
-            model._num_classes = _graph_classes(model) or configs[index]["num_classes"]
-            start = tasks[index][2]
-            model._history = (start.history if start is not None else []) + history
-            model._training_info = info
-            model._keras_archive = archive
-            if scores is not None:
-                label = data.labels(score_key[index])
-                model._validation = {"label": label, "prediction": np.frombuffer(scores, dtype=np.int32)}
-            return model
-
-        return run, build
-
-    def _model_variants(self, estimators: Sequence[TFClassifier], where: Any,
-                        sizes: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
-        """The ModelInfo of each distinct layerParams, from the variant built on the driver (before any job).
-
-        ``sizes`` (if given) receives each variant's parameter count, keyed alike."""
+    def _model_variants(self, estimators: Dict[int, TFClassifier], where: Callable[[int], str]) -> Dict[str, Tuple[Any, int]]:
+        """(ModelInfo, parameter count) of each distinct layerParams, from the variant built on the driver."""
         if self._keras_archive is None:
             return {}
         from sparkdl_lite.core import keras_model
 
-        out: Dict[str, Any] = {}
+        out: Dict[str, Tuple[Any, int]] = {}
         given = None
-        for i, est in enumerate(estimators):
+        for i, est in estimators.items():
             key = json.dumps(est.getLayerParams(), sort_keys=True)
             if key in out:
                 continue
@@ -1059,17 +386,10 @@ class TFClassifier(Estimator, _TFClassifierParams, MLReadable, MLWritable):
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{exc}{where(i)}") from None
             units, activation = keras_model.output_head(net)
-            out[key] = keras_model.ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units,
-                                             activation=activation, loss=self._model_info.loss)
-            if sizes is not None:
-                sizes[key] = int(net.count_params())
+            info = keras_model.ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units,
+                                         activation=activation, loss=self._model_info.loss)
+            out[key] = (info, int(net.count_params()))
         return out
-
-
-def _digest(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _graph_classes(model: TFClassificationModel) -> int:
@@ -1087,8 +407,238 @@ def _check_start(start: TFClassificationModel, feature_shape: Sequence[int], num
                          f"{num_classes}.")
 
 
+# ============================================================================ the training job of a fit
+class FitTask(NamedTuple):
+    """One training of :func:`fit_tasks`: its rows and param map; optionally the model it continues
+    (a warm start: ``epochs`` more epochs, the history continued) and held-out rows it predicts."""
+
+    dataset: DataFrame
+    params: Dict[Param, Any]
+    start: Optional[TFClassificationModel] = None
+    validation: Optional[DataFrame] = None
+
+
+class Fitted(NamedTuple):
+    """The outcome of one :class:`FitTask`: the model, or the error (a ``RuntimeError`` naming it).
+
+    ``labels`` and ``predictions`` are the held-out rows' labels and predicted classes (numpy
+    arrays) when the task predicted them; a diverged model has ``trainingInfo["diverged"]``."""
+
+    model: Optional[TFClassificationModel]
+    error: Optional[BaseException]
+    labels: Optional[np.ndarray] = None
+    predictions: Optional[np.ndarray] = None
+
+
+def fit_tasks(estimator: TFClassifier, tasks: Sequence[FitTask], *, data: Optional[task_data.TaskData] = None,
+              longest: bool = False, isolate: bool = False) -> List[Fitted]:
+    """Train several :class:`FitTask` of ``estimator`` in ONE Spark job; one :class:`Fitted` per task, aligned.
+
+    Each distinct DataFrame is collected and shipped once; ``data`` (a ``TaskData(keep=True)``,
+    closed by the caller) carries them from one call to the next, as a search's rungs do.
+    ``longest`` starts the largest estimated trainings first; otherwise the tasks start in order.
+    Bad params or data raise before the job, unless ``isolate``: then a task whose params fail
+    their checks is returned as its error and the others train. A failed training is returned as
+    its error.
+    """
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    job = _TrainingJob.plan(estimator, tasks, data=data, longest=longest, isolate=isolate)
+    results = job.run() if job.specs else {}
+    return [job.fitted(i, results.get(i)) for i in range(len(tasks))]
+
+
+class _TrainingJob:
+    """The planned training job of a fit: validated estimators, staged data, one TaskSpec per task."""
+
+    def __init__(self, estimator: TFClassifier, tasks: List[FitTask], estimators: Dict[int, TFClassifier],
+                 specs: List[train_job.TaskSpec], data: task_data.TaskData, archives: Dict[str, bytes], *, keep: bool,
+                 rejected: Dict[int, BaseException]) -> None:
+        self.uid = estimator.uid
+        self.tasks, self.estimators, self.rejected = tasks, estimators, rejected
+        self.specs = specs
+        self.by_index = {s.index: s for s in specs}
+        self.data, self.archives, self.keep = data, archives, keep
+        self.spark = tasks[0].dataset.sparkSession
+
+    @classmethod
+    def plan(cls, estimator: TFClassifier, tasks: List[FitTask], *, data: Optional[task_data.TaskData] = None,
+             longest: bool = False, isolate: bool = False) -> _TrainingJob:
+        """Validate every task, collect each distinct DataFrame once and build the specs (before any training)."""
+        where = _where([t.params for t in tasks])
+        estimators, kinds, rejected = _validate_tasks(estimator, tasks, where, isolate)
+        variants = estimator._model_variants(estimators, where)
+        spark = tasks[0].dataset.sparkSession
+        # One clear error if the executors lack sparkdl_lite or TensorFlow; on a session's first fit it also
+        # imports TensorFlow in every Python worker while the driver collects the data below.
+        probe = engine.check_executors(spark, background=True)
+        held = data if data is not None else task_data.TaskData()
+        keys = _stage_data(spark, estimator.uid, {i: tasks[i] for i in estimators}, estimators, kinds, held)
+        probe.wait()
+        archives: Dict[str, bytes] = {}
+        specs = []
+        for i, est in estimators.items():
+            try:
+                specs.append(_spec(i, est, kinds[i], tasks[i], keys[i], held, variants, archives, where, longest))
+            except (ValueError, TypeError) as exc:
+                if not isolate:
+                    raise
+                rejected[i] = exc
+        return cls(estimator, tasks, estimators, train_job.longest_first(specs), held, archives,
+                   keep=data is not None, rejected=rejected)
+
+    def run(self) -> Dict[int, train_job.TaskResult]:
+        return train_job.run(self.spark, self.specs, self.data, self.archives, keep_data=self.keep,
+                             description=f"TFClassifier {self.uid}: train {len(self.specs)} param map(s)")
+
+    def model(self, result: train_job.TaskResult) -> TFClassificationModel:
+        """The model of one result; raises a RuntimeError naming the param map if its training failed."""
+        i = result.index
+        if result.error is not None:
+            raise RuntimeError(f"TFClassifier: training failed for param map {i} {describe(self.tasks[i].params)} "
+                               f"on executor {result.info.get('executorId')!r}: {result.error}")
+        from sparkdl_lite.core.graph import TFGraph
+
+        model = TFClassificationModel()
+        model._resetUid(self.uid)  # as Spark's own models: CrossValidator applies estimator param maps to it
+        self.estimators[i]._copyValues(model)
+        model.setGraph(TFGraph.from_bytes(result.graph, result.inputs, result.outputs))
+        model._num_classes = _graph_classes(model) or self.by_index[i].train["num_classes"]
+        start = self.tasks[i].start
+        model._history = (start.history if start is not None else []) + list(result.history or [])
+        model._training_info = result.info
+        model._keras_archive = result.model
+        return model
+
+    def fitted(self, index: int, result: Optional[train_job.TaskResult]) -> Fitted:
+        """Task ``index``'s outcome: its model (and held-out predictions), or its error."""
+        if index in self.rejected:
+            return Fitted(None, self.rejected[index])
+        try:
+            model = self.model(result)
+        except RuntimeError as exc:
+            return Fitted(None, exc)
+        score = self.by_index[index].score
+        if result.scores is None or score is None:
+            return Fitted(model, None)
+        return Fitted(model, None, self.data.labels(score), np.frombuffer(result.scores, dtype=np.int32))
+
+
+def _where(maps: List[Dict[Param, Any]]) -> Callable[[int], str]:
+    """The tail naming param map ``i`` in an error (nothing for a lone param map)."""
+    return (lambda i: "") if len(maps) == 1 else (lambda i: f" (param map {i}: {describe(maps[i])})")
+
+
+def _named(where: Callable[[int], str], i: int, fn: Callable[[], Any]) -> Any:
+    """``fn()``, its ValueError / TypeError naming param map ``i``."""
+    try:
+        return fn()
+    except (ValueError, TypeError) as exc:
+        tail = where(i)
+        if not tail:
+            raise
+        raise type(exc)(f"{exc}{tail}") from None
+
+
+def _validate_tasks(estimator: TFClassifier, tasks: List[FitTask], where: Callable[[int], str], isolate: bool
+                    ) -> Tuple[Dict[int, TFClassifier], Dict[int, str], Dict[int, BaseException]]:
+    """Each task's estimator copy and features kind, its params, columns and start model checked.
+
+    With ``isolate`` a task that fails its checks is left out and returned among the rejected."""
+    estimators: Dict[int, TFClassifier] = {}
+    kinds: Dict[int, str] = {}
+    rejected: Dict[int, BaseException] = {}
+    for i, task in enumerate(tasks):
+        est = estimator.copy(task.params)
+        try:
+            kinds[i] = _named(where, i, functools.partial(_validate_task, est, task, i))
+        except (ValueError, TypeError) as exc:
+            if not isolate:
+                raise
+            rejected[i] = exc
+            continue
+        estimators[i] = est
+    return estimators, kinds, rejected
+
+
+def _validate_task(est: TFClassifier, task: FitTask, i: int) -> str:
+    kind = est._validate(task.dataset.schema)
+    if task.start is not None and task.start._keras_archive is None:
+        raise ValueError("TFClassifier: a warm start needs a model trained by this version of TFClassifier "
+                         "(it keeps the Keras model); this start model has none.")
+    features, label = est.getFeaturesCol(), est.getLabelCol()
+    held = task.validation
+    if held is not None and (features not in held.schema.names or label not in held.schema.names
+                             or held.schema[features].dataType != task.dataset.schema[features].dataType):
+        raise ValueError(f"TFClassifier: the validation DataFrame of task {i} must have the training rows' "
+                         f"featuresCol {features!r} (same type) and labelCol {label!r}.")
+    return kind
+
+
+def _stage_data(spark: Any, uid: str, tasks: Dict[int, FitTask], estimators: Dict[int, TFClassifier],
+                kinds: Dict[int, str], data: task_data.TaskData) -> Dict[int, Tuple[int, Optional[int]]]:
+    """Collect every DataFrame ``data`` lacks (concurrently); each task's (training key, held-out key)."""
+    frames = []
+    for i, task in tasks.items():
+        features, label = estimators[i].getFeaturesCol(), estimators[i].getLabelCol()
+        frames.append(task_data.Frame(task.dataset, features, label, kinds[i], "features"))
+        if task.validation is not None:
+            frames.append(task_data.Frame(task.validation, features, label, kinds[i], "validation rows"))
+    data.collect(spark, frames, f"TFClassifier {uid}: collect {{what}} for {len(tasks)} task(s)")
+    keys = {}
+    for i, task in tasks.items():
+        features, label = estimators[i].getFeaturesCol(), estimators[i].getLabelCol()
+        key = data.key(task.dataset, features, label)
+        data.count_classes(key, task.dataset, label)
+        keys[i] = (key, None if task.validation is None else data.key(task.validation, features, label))
+    return keys
+
+
+def _spec(i: int, est: TFClassifier, kind: str, task: FitTask, keys: Tuple[int, Optional[int]],
+          data: task_data.TaskData, variants: Dict[str, Tuple[Any, int]], archives: Dict[str, bytes],
+          where: Callable[[int], str], longest: bool) -> train_job.TaskSpec:
+    """Task ``i``'s TaskSpec; the Keras archives it starts from go into ``archives`` (keyed by content hash)."""
+    from sparkdl_lite.core import training
+
+    shape = data.shape(keys[0])  # (rows, *feature shape)
+    kwargs = est._train_kwargs()
+    kwargs.update(num_classes=data.classes[keys[0]], scale=est._resolved_scale(kind),
+                  reverse_channels=kind == "image" and est.getChannelOrder() == "RGB" and shape[-1] == 3)
+    refs: Dict[str, Any] = {}
+    size = 0
+    if task.start is not None:
+        refs["warm_start"] = _archive_key(task.start._keras_archive, archives)
+        kwargs.update(initial_epoch=len(task.start.history),
+                      loss=est._model_info.loss if est._keras_archive is not None else None)
+        _named(where, i, functools.partial(_check_start, task.start, shape[1:], kwargs["num_classes"]))
+    elif est._keras_archive is not None:
+        info, size = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
+
+        def fits() -> None:
+            training.check_input_shape(shape[1:], info.input_shape, est.getFeaturesCol())
+            training.resolve_head(info, kwargs["num_classes"])
+
+        _named(where, i, fits)
+        refs["model"] = _archive_key(est._keras_archive, archives)
+        kwargs.update(layer_params=est.getLayerParams(), loss=info.loss, fresh_weights=est.getInitialWeights() == "fresh")
+    else:
+        _named(where, i, functools.partial(training.check_reshape, shape[1:], est.getInputShape(),
+                                           f"row of featuresCol {est.getFeaturesCol()!r}", "TFClassifier"))
+    work = train_job.estimate_work(shape, kwargs, size if est._keras_archive is not None else None) if longest else 0.0
+    return train_job.TaskSpec(index=i, train=kwargs, data=keys[0], score=keys[1], work=work, **refs)
+
+
+def _archive_key(archive: bytes, archives: Dict[str, bytes]) -> str:
+    import hashlib
+
+    key = hashlib.sha256(archive).hexdigest()
+    archives[key] = archive
+    return key
+
+
 # ============================================================================ model
-class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, MLWritable):
+class TFClassificationModel(Model, TFClassifierParams, HasGraph, MLReadable, MLWritable):
     """A classifier trained by :class:`TFClassifier`: a frozen graph scored on executors.
 
     ``transform`` adds ``rawPredictionCol`` (the logits shifted to mean 0 per row: same softmax,
@@ -1280,8 +830,8 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
     # ------------------------------------------------------------------ persistence
     def write(self) -> GraphStageWriter:
         """Params and metadata as JSON, the graph as protobuf (``data/graph.pb``), the Keras model as ``data/model.keras``."""
-        return GraphStageWriter(self, extra={"numClasses": self.numClasses, "history": _json_safe(self.history),
-                                             "trainingInfo": _json_safe(self.trainingInfo)},
+        return GraphStageWriter(self, extra={"numClasses": self.numClasses, "history": plain(self.history, finite=True),
+                                             "trainingInfo": plain(self.trainingInfo, finite=True)},
                                 files={MODEL_FILE: self._keras_archive})
 
     @classmethod
@@ -1296,16 +846,3 @@ class TFClassificationModel(Model, _TFClassifierParams, HasGraph, MLReadable, ML
 
     def _load_files(self, files: Dict[str, bytes]) -> None:
         self._keras_archive = files.get(MODEL_FILE)
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN / infinity (a diverged loss) as None, so the metadata stays strict JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value

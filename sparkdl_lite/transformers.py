@@ -23,12 +23,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl_lite.runner import engine
 from sparkdl_lite.core import failpoint, runtime
 from sparkdl_lite.core import image as img
 from sparkdl_lite.images import image_schema, is_image_struct
 from sparkdl_lite.params import HasBatchSize, HasGraph, HasOutputMode, check, to_str_dict
 from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter
+from sparkdl_lite.runner import engine
 
 __all__ = ["TFTransformer", "TFImageTransformer"]
 

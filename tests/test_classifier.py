@@ -297,34 +297,38 @@ def test_param_maps_naming_other_columns_of_one_dataframe_train_on_their_own(spa
 def test_shared_task_data_collects_and_ships_once_across_calls(spark, small_df, digits_dfs):
     # What HalvingSearch does from rung to rung: the second call on the same DataFrame runs only its
     # training job (no collect) and reuses the shipment; a new DataFrame ships both anew.
+    from sparkdl_lite.classifier import FitTask, fit_tasks
     from sparkdl_lite.runner.task_data import TaskData
 
     clf = TFClassifier(hiddenLayers=[16], epochs=1, batchSize=64)
     _, held = digits_dfs
     with TaskData(keep=True) as shared:
-        first = clf._fit_tasks([(small_df, {}, None), (small_df, {clf.learningRate: 1e-2}, None)],
-                               validation=[held, held], shared=shared)
+        first = fit_tasks(clf, [FitTask(small_df, {}, None, held), FitTask(small_df, {clf.learningRate: 1e-2}, None, held)],
+                          data=shared)
         shipped = shared.ship(spark)
         before = job_count(spark)
-        more = clf._fit_tasks([(small_df, {}, first[0])], validation=[held], shared=shared)
+        more = fit_tasks(clf, [FitTask(small_df, {}, first[0].model, held)], data=shared)
         assert job_count(spark) - before == 1  # the training job alone
         assert shared.ship(spark) is shipped
-        assert [h["epoch"] for h in more[0].history] == [1, 2]
-        assert len(more[0]._validation["label"]) == held.count()
+        assert [h["epoch"] for h in more[0].model.history] == [1, 2]
+        assert len(more[0].labels) == len(more[0].predictions) == held.count()
+        assert more[0].model.trainingInfo["scoredRows"] == held.count()
         other = small_df.limit(200)
-        again = clf._fit_tasks([(other, {}, None)], shared=shared)
-        assert shared.ship(spark) is not shipped and isinstance(again[0], TFClassificationModel)
+        again = fit_tasks(clf, [FitTask(other, {})], data=shared)
+        assert shared.ship(spark) is not shipped and isinstance(again[0].model, TFClassificationModel)
     assert not shared.has(small_df, "features", "label")  # closed: the driver's arrays are dropped
 
 
 def test_longest_first_starts_the_largest_networks_first(small_df):
     # Spark starts a job's tasks in partition order: with longest_first the biggest network (most
     # multiply-adds per row) gets partition 0, so short trainings fill the slots at the job's end.
+    from sparkdl_lite.classifier import FitTask, fit_tasks
+
     clf = TFClassifier(epochs=1, batchSize=64)
     widths = [8, 64, 16]
-    given = clf._fit_tasks([(small_df, {clf.hiddenLayers: [w]}, None) for w in widths])
+    given = [f.model for f in fit_tasks(clf, [FitTask(small_df, {clf.hiddenLayers: [w]}) for w in widths])]
     assert [m.trainingInfo["partitionId"] for m in given] == [0, 1, 2]
-    models = clf._fit_tasks([(small_df, {clf.hiddenLayers: [w]}, None) for w in widths], longest_first=True)
+    models = [f.model for f in fit_tasks(clf, [FitTask(small_df, {clf.hiddenLayers: [w]}) for w in widths], longest=True)]
     assert [m.getHiddenLayers() for m in models] == [[w] for w in widths]  # results stay aligned with the tasks
     assert [m.trainingInfo["partitionId"] for m in models] == [2, 0, 1]
     # fitMultiple (what TrainValidationSplit and CrossValidator call) orders its tasks the same way
@@ -334,8 +338,10 @@ def test_longest_first_starts_the_largest_networks_first(small_df):
 
 
 def test_a_validation_frame_without_the_label_is_named_before_any_collect(spark, small_df):
+    from sparkdl_lite.classifier import FitTask, fit_tasks
+
     clf = TFClassifier(hiddenLayers=[8], epochs=1)
     before = job_count(spark)
     with pytest.raises(ValueError, match=r"the validation DataFrame of task 0 must have .* labelCol 'label'"):
-        clf._fit_tasks([(small_df, {}, None)], validation=[small_df.drop("label")])
+        fit_tasks(clf, [FitTask(small_df, {}, None, small_df.drop("label"))])
     assert job_count(spark) == before  # neither the training rows nor the validation rows were collected

@@ -10,7 +10,6 @@ from test_keras_model import two_branch
 
 from sparkdl_lite import TFClassificationModel, TFClassifier, expand_layer_params, images_from_numpy
 from sparkdl_lite.core.datasets import load_digits_split
-from sparkdl_lite.core.keras_model import from_archive
 
 
 @pytest.fixture(scope="module")
@@ -155,14 +154,17 @@ def test_refused_on_the_driver_without_a_training_job(spark, dfs):
 
 def test_warm_start_continues_epochs_in_one_job(spark, dfs):
     train_df, test_df = dfs
+    from sparkdl_lite.classifier import FitTask, fit_tasks
+
     clf = TFClassifier(hiddenLayers=[32], batchSize=64)
-    first = clf._fit_tasks([(train_df, {clf.epochs: 1}, None), (train_df, {clf.epochs: 1, clf.learningRate: 1e-2}, None)])
+    first = [f.model for f in fit_tasks(clf, [FitTask(train_df, {clf.epochs: 1}),
+                                              FitTask(train_df, {clf.epochs: 1, clf.learningRate: 1e-2})])]
     assert all(isinstance(m, TFClassificationModel) and len(m.history) == 1 for m in first)
-    more = clf._fit_tasks([(train_df, {clf.epochs: 2}, first[0])])
+    more = [f.model for f in fit_tasks(clf, [FitTask(train_df, {clf.epochs: 2}, first[0])])]
     assert [h["epoch"] for h in more[0].history] == [1, 2, 3]
     assert set(more[0].trainingInfo["weights"].values()) == {"warm"}
     assert more[0].history[1]["loss"] < first[0].history[0]["loss"]
     assert accuracy(more[0], test_df) > accuracy(first[0], test_df)
-    bad = clf._fit_tasks([(train_df, {clf.epochs: 1, clf.learningRate: 1e9, clf.optimizer: "sgd"}, None)])
+    bad = [f.model for f in fit_tasks(clf, [FitTask(train_df, {clf.epochs: 1, clf.learningRate: 1e9, clf.optimizer: "sgd"})])]
     assert isinstance(bad[0], TFClassificationModel) and bad[0].trainingInfo["diverged"]
-    assert from_archive(more[0]._keras_archive).get_layer("dense_0").units == 32
+    assert more[0].kerasModel.get_layer("dense_0").units == 32

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,7 +20,8 @@ import numpy as np
 
 from sparkdl_lite.core.graph import TFGraph
 
-__all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "TrainResult", "build_model", "train", "freeze", "preprocess",
+__all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "hyperparam_kwargs",
+           "scale_problem", "check_reshape", "first_non_integral", "TrainResult", "build_model", "train", "freeze", "preprocess",
            "resolve_head", "check_input_shape", "preset_work"]
 
 ARCHITECTURES = ("mlp", "cnn")
@@ -41,6 +43,18 @@ HYPERPARAMS: Dict[str, Dict[str, Any]] = {
     "learningRateSchedule": {"kind": "choice", "choices": SCHEDULES, "default": "constant"},
     "seed": {"kind": "int", "min": 0, "below": 2**32, "default": 0},
 }
+
+
+_CONVERT = {"float": float, "int": int, "int_list": lambda v: [int(d) for d in v], "choice": str}
+
+
+def hyperparam_kwargs(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Hyperparameters by Param name (``learningRate``) as :func:`train`'s keyword arguments (``learning_rate``).
+
+    Derived from ``HYPERPARAMS``: every entry's camelCase name in snake case, its value converted to
+    the entry's kind (plain Python, so a task's arguments are JSON values)."""
+    return {re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower(): _CONVERT[HYPERPARAMS[name]["kind"]](value)
+            for name, value in values.items()}
 
 
 def hyperparam_problem(name: str, value: Any) -> Optional[str]:
@@ -154,13 +168,21 @@ def _check_dropout(dropout: Any) -> float:
     return float(dropout)
 
 
+def scale_problem(scale: Any) -> Optional[str]:
+    """Why ``scale`` is not a usable feature scale (a message tail after the param name), or None."""
+    if scale is None or math.isfinite(float(scale)) and float(scale) != 0.0:
+        return None
+    return f"must be None or a finite non-zero float (e.g. 1/255 for raw images); got {scale!r}."
+
+
 def _check_scale(scale: Any) -> Optional[float]:
     if scale is None:
         return None
     if not _is_real(scale):
         raise TypeError(f"{_WHO}: param 'scale' must be a float or None; got {scale!r} ({type(scale).__name__}).")
-    if not math.isfinite(float(scale)) or float(scale) == 0.0:
-        raise ValueError(f"{_WHO}: param 'scale' must be a finite non-zero float (e.g. 1/255 for raw images); got {scale!r}.")
+    problem = scale_problem(scale)
+    if problem:
+        raise ValueError(f"{_WHO}: param 'scale' {problem}")
     return float(scale)
 
 
@@ -168,11 +190,7 @@ def _target_shape(architecture: str, feature_shape: Tuple[int, ...],
                   input_shape: Optional[Tuple[int, ...]]) -> Optional[Tuple[int, ...]]:
     """The shape the model reshapes its features to, or None when no Reshape is needed."""
     target = input_shape
-    if target is not None:
-        if math.prod(target) != math.prod(feature_shape):
-            raise ValueError(f"{_WHO}: param 'inputShape' {list(target)} holds {math.prod(target)} values but each "
-                             f"feature row has shape {list(feature_shape)} ({math.prod(feature_shape)} values); "
-                             "their element counts must be equal.")
+    check_reshape(feature_shape, target)
     if architecture != "cnn":
         return target
     shape = target if target is not None else feature_shape
@@ -422,6 +440,16 @@ def preprocess(x: np.ndarray, *, model_shape: Sequence[int], scale: Optional[flo
     return x.reshape((len(x), *tuple(model_shape)))
 
 
+def check_reshape(feature_shape: Sequence[int], input_shape: Optional[Sequence[int]], what: str = "feature row",
+                  who: str = _WHO) -> None:
+    """Raise a ValueError naming both unless param ``inputShape`` (if set) holds as many values as each feature row."""
+    if input_shape is None or math.prod(input_shape) == math.prod(feature_shape):
+        return
+    raise ValueError(f"{who}: param 'inputShape' {list(input_shape)} holds {math.prod(input_shape)} values but each "
+                     f"{what} has shape {list(feature_shape)} ({math.prod(feature_shape)} values); their counts must be "
+                     f"equal.")
+
+
 def check_input_shape(feature_shape: Sequence[int], model_shape: Sequence[int], col: str = "features") -> None:
     """Raise a ValueError naming both shapes unless each feature row fits the model's input."""
     feature_shape, model_shape = tuple(feature_shape), tuple(model_shape)
@@ -481,6 +509,14 @@ def _continue_optimizer(opt: Any, old: Any, net: Any) -> bool:
     return True
 
 
+def first_non_integral(y: np.ndarray) -> Optional[float]:
+    """The first label that is not a whole number (NaN and infinity included), or None."""
+    if y.dtype.kind != "f":
+        return None
+    integral = np.isfinite(y) & (y == np.round(y))
+    return None if integral.all() else float(y[~integral][0])
+
+
 def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x)
     y = np.asarray(y)
@@ -496,10 +532,10 @@ def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarra
         raise ValueError(f"{_WHO}: features have {len(x)} rows but labels have {len(y)}; they must match.")
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{_WHO}: labels must be numeric class indices; got dtype {y.dtype}.")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
-            raise ValueError(f"{_WHO}: labels must be whole numbers 0..{num_classes - 1}; got {bad!r}.")
+    bad = first_non_integral(y)
+    if bad is not None:
+        raise ValueError(f"{_WHO}: labels must hold integral class indices (whole numbers) 0..{num_classes - 1}; "
+                         f"got {bad!r}.")
     y = y.astype(np.int64)
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:

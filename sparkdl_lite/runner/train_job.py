@@ -36,7 +36,7 @@ from sparkdl_lite.runner import engine, task_data
 from sparkdl_lite.runner import epochs as epoch_board
 
 __all__ = ["TaskSpec", "TaskResult", "TRAIN_JOB_TAG", "run", "longest_first", "lone_task_profile", "ModelIterator",
-           "pack_archives"]
+           "pack_archives", "estimate_work"]
 
 TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs (the CLI's progress line counts their tasks)
 
@@ -194,6 +194,27 @@ def _train_batches(batches: Iterator[pa.RecordBatch], specs: List[TaskSpec], job
 def longest_first(specs: Sequence[TaskSpec]) -> List[TaskSpec]:
     """``specs`` by estimated work, the largest first (stable): short trainings fill the slots at the job's end."""
     return sorted(specs, key=lambda s: -s.work)
+
+
+def estimate_work(data_shape: Sequence[int], train: Dict[str, Any], size: Optional[int] = None) -> float:
+    """Estimated work of a training: rows x epochs x multiply-adds per row (0 if unknown).
+
+    A preset counts its multiply-adds (:func:`~sparkdl_lite.core.training.preset_work`); a model
+    of your own gives its variant's parameter count as ``size``. Only the order of the estimates
+    matters (:func:`longest_first`)."""
+    if size is not None:
+        per_row = size
+    else:
+        from sparkdl_lite.core.training import preset_work
+
+        try:
+            per_row = preset_work(architecture=train["architecture"], num_classes=train["num_classes"],
+                                  feature_shape=list(data_shape[1:]), input_shape=train["input_shape"],
+                                  hidden_layers=train["hidden_layers"], conv_filters=train["conv_filters"],
+                                  dropout=train["dropout"])
+        except (ValueError, TypeError):  # the task reports the bad param; its place in the job is moot
+            per_row = 0
+    return float(data_shape[0]) * int(train["epochs"]) * per_row
 
 
 def pack_archives(archives: Mapping[str, bytes]) -> bytes:
