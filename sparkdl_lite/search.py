@@ -24,7 +24,7 @@ import random
 import time
 import warnings
 from contextlib import ExitStack
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 from pyspark import keyword_only
@@ -48,10 +48,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkdl_lite import __version__
-from sparkdl_lite.runner import engine, task_data
-from sparkdl_lite.classifier import TFClassifier
-from sparkdl_lite.params import check
+from sparkdl_lite.classifier import FitTask, Fitted, TFClassifier, fit_tasks
+from sparkdl_lite.core.jsonable import number, plain
+from sparkdl_lite.params import check, describe
 from sparkdl_lite.reports.tuning import training_info
+from sparkdl_lite.runner import engine, task_data
 
 __all__ = ["HalvingSearch", "HalvingSearchModel", "RESOURCES"]
 
@@ -262,10 +263,6 @@ def planned_trainings(n: int, plan: Dict[str, Any]) -> int:
 
 
 # ============================================================================ helpers
-def _describe(param_map: Dict[Param, Any]) -> str:
-    return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
-
-
 def _converted(param_map: Dict[Param, Any]) -> Dict[Param, Any]:
     """A param map with each value through its Param's typeConverter (numpy scalars of random samples become ints)."""
     out = {}
@@ -288,30 +285,8 @@ def _rank_key(metric: float, index: int, larger_is_better: bool) -> Tuple[float,
     return (-metric if larger_is_better else metric, index)
 
 
-def _json_number(value: Any) -> Any:
-    """A metric or seconds value for strict JSON: NaN / infinity as None."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _nan(value: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _plain(value: Any) -> Any:
-    """A param value as plain Python for JSON (numpy scalars from random sampling included)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    return value
 
 
 def _map_like(value: Any, fn: Callable[[Any], Any]) -> Any:
@@ -459,97 +434,54 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
     # ------------------------------------------------------------------ fit
     def _fit(self, dataset: DataFrame) -> HalvingSearchModel:
         plan = self._validate(dataset.schema)
-        est = self.getEstimator()
-        evaluator = self.getEvaluator()
+        est, evaluator = self.getEstimator(), self.getEvaluator()
         maps = [_converted(pm) for pm in self.getEstimatorParamMaps()]
-        if plan["kind"] == "epochs" and not hasattr(est, "_fit_tasks"):
-            raise ValueError("HalvingSearch: resource='epochs' needs TFClassifier._fit_tasks (warm-started training "
-                             "of many param maps in one job), which this sparkdl_lite lacks; use resource='rows'.")
         seed = self.getSeed()
         if seed is None:
             seed = random.randrange(2 ** 62)  # noqa: S311 - a data split, not security
         sample_seed = int(seed) ^ _SAMPLE_SALT
-        larger = bool(evaluator.isLargerBetter())
-        collect = bool(self.getCollectSubModels())
-        n = len(maps)
         start = time.perf_counter()
-        rand_col, sample_col = f"{self.uid}_rand", f"{self.uid}_sample"
-
-        rungs: List[Dict[str, Any]] = []
-        last_models: Dict[int, List[Any]] = {}
         with ExitStack() as stack:
-            folds = [(stack.enter_context(_cache_spark_dataset(train)), stack.enter_context(_cache_spark_dataset(valid)))
-                     for train, valid in self._splits(dataset, plan, seed, sample_seed, rand_col, sample_col)]
-            shared = stack.enter_context(task_data.TaskData(keep=True)) if plan["kind"] == "epochs" else None
-            alive = list(range(n))
-            state: Dict[Tuple[int, int], Any] = {}  # (param map, fold) -> model a survivor continues from
-            pace: Dict[int, float] = {}  # param map -> training seconds per epoch at its last rung (all folds)
-            k, previous = 0, None
-            while True:
-                resource = _rung_resource(k, plan, previous)
-                if plan["kind"] == "epochs":
-                    results = self._epochs_rung(dataset, est, evaluator, maps, alive, folds, resource - (previous or 0),
-                                                state, pace, shared)
-                    for i in alive:
-                        if results[i][4]:  # train seconds of this rung's epochs
-                            pace[i] = results[i][4] / (resource - (previous or 0))
-                else:
-                    results = self._rows_rung(dataset, est, evaluator, maps, alive, folds, resource, sample_col)
-                for i in alive:
-                    metric, seconds, error, models, train_seconds = results[i]
-                    entry = {"rung": k, "resource": resource, "paramMapIndex": i, "metric": metric,
-                             "seconds": seconds, "error": error}
-                    if train_seconds is not None:  # epochs: the training part of seconds, from the tasks' trainingInfo
-                        entry["train_seconds"] = train_seconds
-                    rungs.append(entry)
-                    if collect:
-                        last_models[i] = models
-                ok = [i for i in alive if results[i][2] is None]
-                if k == 0 and not ok:
-                    detail = "; ".join(f"param map {i} {_describe(maps[i])}: {results[i][2]}" for i in alive)
-                    raise RuntimeError(f"HalvingSearch: every param map failed at rung 0 (resource {resource!r} "
-                                       f"{plan['kind']}): {detail}")
-                if resource >= plan["max"] or not ok:
-                    break
-                keep = max(1, math.ceil(len(alive) / plan["factor"]))
-                alive = sorted(ok, key=lambda i: _rank_key(results[i][0], i, larger))[:keep]
-                if plan["kind"] == "epochs":
-                    state = {key: m for key, m in state.items() if key[0] in alive}
-                if len(alive) == 1:
-                    break
-                k, previous = k + 1, resource
+            folds = [_Fold(stack.enter_context(_cache_spark_dataset(train)), stack.enter_context(_cache_spark_dataset(valid)))
+                     for train, valid in self._splits(dataset, plan, seed, sample_seed)]
+            # The folds' rows are collected and shipped once for every rung (epochs: each rung trains the same rows).
+            data = stack.enter_context(task_data.TaskData(keep=True)) if plan["kind"] == "epochs" else None
+            rungs, last = _Rungs(self, est, evaluator, maps, folds, plan, data).run()
         search_seconds = time.perf_counter() - start
-
-        best = _best_index(rungs, larger)
-        metrics = [float("nan")] * n
+        best = _best_index(rungs, bool(evaluator.isLargerBetter()))
+        metrics = [float("nan")] * len(maps)
         for entry in rungs:  # in rung order: the last entry of a param map is its last rung
             metrics[entry["paramMapIndex"]] = entry["metric"]
-
-        refit_map = dict(maps[best])
-        data = dataset
-        if plan["kind"] == "epochs":
-            refit_map[est.getParam("epochs")] = int(plan["max"])
-        elif plan["max"] < 1.0:
-            data = (dataset.select("*", F.rand(sample_seed).alias(sample_col))
-                    .filter(F.col(sample_col) < plan["max"]).drop(sample_col))
         t0 = time.perf_counter()
-        best_model = est.fit(data, refit_map)
+        best_model = est.fit(*self._refit_inputs(dataset, est, maps[best], plan, sample_seed))
         refit_seconds = time.perf_counter() - t0
-
         sub_models = None
-        if collect:
-            per_fold = [[(last_models.get(i) or [None] * len(folds))[f] for i in range(n)] for f in range(len(folds))]
+        if self.getCollectSubModels():
+            per_fold = [[(last.get(i) or [None] * len(folds))[f] for i in range(len(maps))] for f in range(len(folds))]
             sub_models = per_fold if plan["folds"] is not None else per_fold[0]
         model = HalvingSearchModel(bestModel=best_model, bestIndex=best, rungs=rungs, metrics=metrics,
                                    searchSeconds=search_seconds, refitSeconds=refit_seconds, subModels=sub_models)
         return self._copyValues(model)
 
-    def _splits(self, dataset: DataFrame, plan: Dict[str, Any], seed: int, sample_seed: int, rand_col: str,
-                sample_col: str) -> List[Tuple[DataFrame, DataFrame]]:
+    @staticmethod
+    def _refit_inputs(dataset: DataFrame, est: Estimator, best: Dict[Param, Any], plan: Dict[str, Any],
+                      sample_seed: int) -> Tuple[DataFrame, Dict[Param, Any]]:
+        """The rows and param map of the refit: all the rows (or the maxResource sample) at maxResource."""
+        refit_map = dict(best)
+        if plan["kind"] == "epochs":
+            refit_map[est.getParam("epochs")] = int(plan["max"])
+            return dataset, refit_map
+        if plan["max"] >= 1.0:
+            return dataset, refit_map
+        col = f"{_SAMPLE_COL}_refit"
+        return dataset.select("*", F.rand(sample_seed).alias(col)).filter(F.col(col) < plan["max"]).drop(col), refit_map
+
+    def _splits(self, dataset: DataFrame, plan: Dict[str, Any], seed: int, sample_seed: int) -> List[Tuple[DataFrame, DataFrame]]:
         """(train, validation) per fold; with resource 'rows' the train side keeps a row-sample column."""
+        rand_col = f"{self.uid}_rand"
         cols = [F.rand(seed).alias(rand_col)]
         if plan["kind"] == "rows":
-            cols.append(F.rand(sample_seed).alias(sample_col))
+            cols.append(F.rand(sample_seed).alias(_SAMPLE_COL))
         df = dataset.select("*", *cols)
         rand = F.col(rand_col)
         if plan["folds"] is None:
@@ -561,164 +493,9 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
         for validation in conditions:
             valid = df.filter(validation).drop(rand_col)
             if plan["kind"] == "rows":
-                valid = valid.drop(sample_col)
+                valid = valid.drop(_SAMPLE_COL)
             out.append((df.filter(~validation).drop(rand_col), valid))
         return out
-
-    def _pool_map(self, dataset: DataFrame, fn: Callable[[Any], Any], items: Sequence[Any]) -> List[Any]:
-        """``fn`` over ``items`` on ``parallelism`` threads that inherit the session's job tags."""
-        return engine.thread_map(dataset.sparkSession, fn, items, self.getParallelism())
-
-    def _rows_rung(self, dataset: DataFrame, est: Estimator, evaluator: Evaluator, maps: List[Dict[Param, Any]],
-                   alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], fraction: float,
-                   sample_col: str) -> Dict[int, Tuple[Any, ...]]:
-        """Fit and score every surviving param map on each fold's ``fraction`` sample of the training rows."""
-        sub = [maps[i] for i in alive]
-        # The default fitMultiple fits one map per next() without telling which failed; fitting each
-        # map ourselves does the same work and names the failure. An override (one job for all maps,
-        # as TFClassifier's) is read from the threads as Spark's tuners do.
-        own = type(est).fitMultiple is not Estimator.fitMultiple
-        jobs = []
-        for f, (train, valid) in enumerate(folds):
-            sample = (train if fraction >= 1.0 else train.filter(F.col(sample_col) < fraction)).drop(sample_col)
-            shared = est.fitMultiple(sample, sub) if own else None
-            jobs += [(f, j, sample, valid, shared) for j in range(len(sub))]
-
-        def run(job: Tuple[Any, ...]) -> Tuple[int, Optional[int], Any, Any, float]:
-            f, j, sample, valid, shared = job
-            t0 = time.perf_counter()
-            try:
-                if shared is not None:
-                    j, model = next(shared)
-                else:
-                    model = est.fit(sample, sub[j])
-            except Exception as exc:  # noqa: BLE001 - a failing param map ranks last; the search goes on
-                return f, (None if shared is not None else j), None, exc, time.perf_counter() - t0
-            fit_seconds = training_info(model).get("seconds")
-            t1 = time.perf_counter()
-            try:
-                metric: Any = evaluator.evaluate(model.transform(valid, sub[j]))
-            except Exception as exc:  # noqa: BLE001
-                metric = exc
-            t2 = time.perf_counter()
-            seconds = (float(fit_seconds) if fit_seconds is not None else t1 - t0) + (t2 - t1)
-            return f, j, model, metric, seconds
-
-        done = self._pool_map(dataset, run, jobs)
-        per: Dict[Tuple[int, int], Tuple[Any, Any, float]] = {}
-        lost: Dict[int, List[Tuple[BaseException, float]]] = {}
-        for f, j, model, metric, seconds in done:
-            if j is None:
-                lost.setdefault(f, []).append((metric, seconds))
-            else:
-                per[(f, j)] = (model, metric, seconds)
-        for f, errors in lost.items():  # failures of a shared iterator: the maps it never returned
-            missing = [j for j in range(len(sub)) if (f, j) not in per]
-            text = "; ".join(_error_text(e) for e, _ in errors)
-            for j in missing:
-                per[(f, j)] = (None, RuntimeError(text), sum(s for _, s in errors) / max(1, len(missing)))
-        return {i: self._combine(est, [per[(f, j)] for f in range(len(folds))]) for j, i in enumerate(alive)}
-
-    def _epochs_rung(self, dataset: DataFrame, est: Any, evaluator: Evaluator, maps: List[Dict[Param, Any]],
-                     alive: List[int], folds: List[Tuple[DataFrame, DataFrame]], epochs: int,
-                     state: Dict[Tuple[int, int], Any], pace: Optional[Dict[int, float]] = None,
-                     shared: Optional[task_data.TaskData] = None) -> Dict[int, Tuple[Any, ...]]:
-        """Train every survivor and fold ``epochs`` more epochs in one Spark job, then score them concurrently.
-
-        The job's tasks go slowest first (by ``pace``, seconds per epoch at the previous rung): Spark
-        starts tasks in partition order, so the longest trainings start first and the short ones
-        fill the slots behind them, as longest-processing-time-first scheduling does; a rung of 3
-        survivors on 2 slots then ends with the longest task, not after it. Rung 0 has no pace yet:
-        there the trainer orders its tasks by estimated work (``longest_first``). ``shared`` keeps the
-        folds' collected and shipped arrays from rung to rung: only rung 0 collects them."""
-        epochs_param = est.getParam("epochs")
-        tasks, keys = [], []
-        rejected: Dict[int, BaseException] = {}
-        schema = folds[0][0].schema
-        held: List[Any] = []  # per task: its fold's validation rows where the task can score them itself
-        pace = pace or {}
-        for i in sorted(alive, key=lambda i: -pace.get(i, 0.0)):  # stable: rung 0 keeps the given order
-            pm = dict(maps[i])
-            pm[epochs_param] = int(epochs)
-            try:  # one bad param map must not fail the job of the others: check each on the driver first
-                est.copy(pm)._validate(schema)
-            except (ValueError, TypeError) as exc:
-                rejected[i] = exc
-                continue
-            in_task = _scores_in_task(evaluator, est.copy(pm))
-            for f, (train, valid) in enumerate(folds):
-                tasks.append((train, pm, state.get((i, f))))
-                keys.append((i, f))
-                held.append(valid if in_task else None)
-        t0 = time.perf_counter()
-        try:
-            trained = list(est._fit_tasks(tasks, validation=held if any(v is not None for v in held) else None,
-                                          shared=shared, longest_first=not pace)) if tasks else []
-        except Exception as exc:  # noqa: BLE001 - the whole job failed: every task of this rung did
-            trained = [exc] * len(tasks)
-        wall = time.perf_counter() - t0
-        if len(trained) != len(tasks):
-            raise RuntimeError(f"HalvingSearch: TFClassifier._fit_tasks returned {len(trained)} results for "
-                               f"{len(tasks)} tasks; it must return one per task.")
-        for i, exc in rejected.items():
-            for f in range(len(folds)):
-                trained.append(exc)
-                keys.append((i, f))
-
-        def run(t: int) -> Tuple[int, Any, float]:
-            model = trained[t]
-            info = training_info(model) if not isinstance(model, BaseException) else {}
-            if t >= len(tasks):  # rejected on the driver: it never trained
-                fit_seconds = 0.0
-            else:
-                fit_seconds = float(info["seconds"]) if info.get("seconds") is not None else wall / len(tasks)
-            if isinstance(model, BaseException):
-                return t, model, fit_seconds, fit_seconds
-            i, f = keys[t]
-            scored = getattr(model, "_validation", None)
-            if scored is not None:  # predicted in the training task: accuracy needs no Spark job
-                metric: Any = float(np.mean(scored["prediction"] == scored["label"])) if len(scored["label"]) \
-                    else float("nan")
-                return t, metric, fit_seconds + float(info.get("scoreSeconds") or 0.0), fit_seconds
-            t1 = time.perf_counter()
-            try:
-                metric = evaluator.evaluate(model.transform(folds[f][1], maps[i]))
-            except Exception as exc:  # noqa: BLE001
-                metric = exc
-            return t, metric, fit_seconds + time.perf_counter() - t1, fit_seconds
-
-        per: Dict[Tuple[int, int], Tuple[Any, ...]] = {}
-        for t, metric, seconds, fit_seconds in self._pool_map(dataset, run, list(range(len(trained)))):
-            model = trained[t]
-            per[keys[t]] = (None if isinstance(model, BaseException) else model, metric, seconds, fit_seconds)
-            if not isinstance(model, BaseException):
-                state[keys[t]] = model
-        return {i: self._combine(est, [per[(i, f)] for f in range(len(folds))]) for i in alive}
-
-    @staticmethod
-    def _combine(est: Any, fold_results: List[Tuple[Any, ...]]) -> Tuple[float, float, Optional[str], List[Any], Optional[float]]:
-        """(mean metric, seconds, error or None, models, train seconds or None) of one param map over its folds.
-
-        A fold's result is (model, metric, seconds) or (model, metric, seconds, train seconds)."""
-        metrics, errors, models = [], [], []
-        seconds = 0.0
-        train: Optional[float] = 0.0
-        for model, metric, secs, *fit in fold_results:
-            seconds += float(secs)
-            train = None if train is None or not fit else train + float(fit[0])
-            models.append(model)
-            if isinstance(metric, BaseException):
-                errors.append(_error_text(metric))
-                continue
-            value = float(metric)
-            metrics.append(value)
-            if not math.isfinite(value):
-                errors.append(f"metric is {value!r}")
-            elif training_info(model).get("diverged"):
-                errors.append("the training loss diverged")
-        mean = sum(metrics) / len(metrics) if metrics and len(metrics) == len(fold_results) else float("nan")
-        error = "; ".join(dict.fromkeys(errors)) or None
-        return mean, seconds, error, models, train
 
     # ------------------------------------------------------------------ persistence
     def write(self) -> MLWriter:
@@ -728,6 +505,209 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
     @classmethod
     def read(cls) -> MLReader:
         return _HalvingSearchReader(cls)
+
+
+# ============================================================================ the rungs
+_SAMPLE_COL = "__sparkdl_lite_sample"  # the row-sample column of resource 'rows' (dropped before any fit)
+
+
+class _Fold(NamedTuple):
+    train: DataFrame
+    valid: DataFrame
+
+
+class _Trial(NamedTuple):
+    """One training of a rung: param map ``index`` on fold ``fold`` with the rung's resource applied."""
+
+    index: int
+    fold: int
+    params: Dict[Param, Any]
+    train: DataFrame
+    valid: DataFrame
+    start: Optional[Model] = None
+
+
+class _Outcome(NamedTuple):
+    """A trial's model (None where it failed), metric (or the exception), seconds and training seconds."""
+
+    model: Optional[Model]
+    metric: Any
+    seconds: float
+    train_seconds: Optional[float]
+
+
+class _RungResult(NamedTuple):
+    """One param map at one rung, over its folds: mean metric, seconds, error (or None), models, training seconds."""
+
+    metric: float
+    seconds: float
+    error: Optional[str]
+    models: List[Optional[Model]]
+    train_seconds: Optional[float]
+
+
+class _Rungs:
+    """The rungs of one search: each trains and scores its survivors, then keeps the best ``1 / factor``.
+
+    One evaluation path for both resources: the resource only changes a trial's inputs (a row
+    sample of the fold, or more epochs continuing the model of the rung before)."""
+
+    def __init__(self, search: HalvingSearch, est: Estimator, evaluator: Evaluator, maps: List[Dict[Param, Any]],
+                 folds: List[_Fold], plan: Dict[str, Any], data: Optional[task_data.TaskData]) -> None:
+        self.est, self.evaluator, self.maps, self.folds, self.plan, self.data = est, evaluator, maps, folds, plan, data
+        self.spark = folds[0].train.sparkSession
+        self.threads = search.getParallelism()
+        self.collect = bool(search.getCollectSubModels())
+        self.state: Dict[Tuple[int, int], Model] = {}  # (param map, fold) -> model a survivor continues from
+        self.pace: Dict[int, float] = {}  # param map -> training seconds per epoch at its last rung (all folds)
+
+    def run(self) -> Tuple[List[Dict[str, Any]], Dict[int, List[Optional[Model]]]]:
+        """Every rung's entries, and each param map's models at its last rung (with collectSubModels)."""
+        plan, larger = self.plan, bool(self.evaluator.isLargerBetter())
+        rungs: List[Dict[str, Any]] = []
+        last: Dict[int, List[Optional[Model]]] = {}
+        alive, k, previous = list(range(len(self.maps))), 0, None
+        while True:
+            resource = _rung_resource(k, plan, previous)
+            results = self.evaluate(alive, resource, previous)
+            for i in alive:
+                rungs.append(_entry(k, resource, i, results[i]))
+                if self.collect:
+                    last[i] = results[i].models
+            ok = [i for i in alive if results[i].error is None]
+            if k == 0 and not ok:
+                detail = "; ".join(f"param map {i} {describe(self.maps[i])}: {results[i].error}" for i in alive)
+                raise RuntimeError(f"HalvingSearch: every param map failed at rung 0 (resource {resource!r} "
+                                   f"{plan['kind']}): {detail}")
+            if resource >= plan["max"] or not ok:
+                return rungs, last
+            keep = max(1, math.ceil(len(alive) / plan["factor"]))
+            alive = sorted(ok, key=lambda i: _rank_key(results[i].metric, i, larger))[:keep]
+            self.state = {key: m for key, m in self.state.items() if key[0] in alive}
+            if len(alive) == 1:
+                return rungs, last
+            k, previous = k + 1, resource
+
+    def evaluate(self, alive: List[int], resource: Any, previous: Any) -> Dict[int, _RungResult]:
+        """Train and score every survivor on every fold at ``resource``; one result per param map."""
+        trials = self.trials(alive, resource, previous)
+        outcomes = self.score(trials, self.train(trials))
+        added = resource - (previous or 0)
+        results = {}
+        for i in alive:
+            mine = [(t, o) for t, o in zip(trials, outcomes) if t.index == i]
+            results[i] = _combine([o for _, o in mine])
+            if self.plan["kind"] == "epochs":
+                self.state.update({(i, t.fold): o.model for t, o in mine if o.model is not None})
+                if results[i].train_seconds:
+                    self.pace[i] = results[i].train_seconds / added
+        return results
+
+    def trials(self, alive: List[int], resource: Any, previous: Any) -> List[_Trial]:
+        """The rung's trainings. Epochs: ``resource - previous`` more epochs from the rung before's model,
+        slowest first (seconds per epoch at that rung), so the longest trainings start first and the
+        short ones fill the slots behind them; rows: a ``resource`` fraction of each fold's rows."""
+        out = []
+        if self.plan["kind"] == "epochs":
+            epochs = self.est.getParam("epochs")
+            for i in sorted(alive, key=lambda i: -self.pace.get(i, 0.0)):  # stable: rung 0 keeps the given order
+                pm = {**self.maps[i], epochs: int(resource - (previous or 0))}
+                out += [_Trial(i, f, pm, fold.train, fold.valid, self.state.get((i, f))) for f, fold in enumerate(self.folds)]
+            return out
+        for f, fold in enumerate(self.folds):
+            sample = fold.train if resource >= 1.0 else fold.train.filter(F.col(_SAMPLE_COL) < resource)
+            sample = sample.drop(_SAMPLE_COL)  # one DataFrame per fold: collected once for all param maps
+            out += [_Trial(i, f, self.maps[i], sample, fold.valid) for i in alive]
+        return out
+
+    def train(self, trials: List[_Trial]) -> List[Tuple[Any, float, Optional[float]]]:
+        """(Fitted or exception, wall seconds, training seconds) per trial.
+
+        A TFClassifier trains every trial in one Spark job (the tasks predict their validation rows
+        when the evaluator is plain accuracy); any other estimator fits each trial on
+        ``parallelism`` threads."""
+        if isinstance(self.est, TFClassifier):
+            return self._train_tf(trials)
+
+        def fit(t: _Trial) -> Tuple[Any, float, Optional[float]]:
+            t0 = time.perf_counter()
+            try:
+                model: Any = self.est.fit(t.train, t.params)
+            except Exception as exc:  # noqa: BLE001 - a failing param map ranks last; the search goes on
+                return exc, time.perf_counter() - t0, None
+            seconds = training_info(model).get("seconds")
+            return Fitted(model, None), time.perf_counter() - t0, None if seconds is None else float(seconds)
+
+        return engine.thread_map(self.spark, fit, trials, self.threads)
+
+    def _train_tf(self, trials: List[_Trial]) -> List[Tuple[Any, float, Optional[float]]]:
+        in_task = _scores_in_task(self.evaluator, self.est)
+        tasks = [FitTask(t.train, t.params, t.start, t.valid if in_task else None) for t in trials]
+        t0 = time.perf_counter()
+        try:
+            fitted: List[Any] = fit_tasks(self.est, tasks, data=self.data, longest=not self.pace, isolate=True)
+        except Exception as exc:  # noqa: BLE001 - the whole job failed: every trial of this rung did
+            fitted = [exc] * len(trials)
+        share = (time.perf_counter() - t0) / max(1, len(trials))
+        out = []
+        for f in fitted:
+            if isinstance(f, Fitted) and f.model is not None:
+                seconds = training_info(f.model).get("seconds")
+                out.append((f, share, share if seconds is None else float(seconds)))
+            else:
+                rejected = isinstance(f, Fitted) and isinstance(f.error, (ValueError, TypeError))
+                out.append((f.error if isinstance(f, Fitted) else f, 0.0 if rejected else share,
+                            0.0 if rejected else share))
+        return out
+
+    def score(self, trials: List[_Trial], trained: List[Tuple[Any, float, Optional[float]]]) -> List[_Outcome]:
+        """Each trial's metric: counted from the task's predictions, else the evaluator on a transform."""
+        def one(t: int) -> _Outcome:
+            fitted, wall, fit_seconds = trained[t]
+            spent = fit_seconds if fit_seconds is not None else wall
+            if not isinstance(fitted, Fitted):
+                return _Outcome(None, fitted, spent, fit_seconds)
+            if fitted.predictions is not None:  # predicted in the training task: accuracy needs no Spark job
+                labels = fitted.labels
+                metric: Any = float(np.mean(fitted.predictions == labels)) if len(labels) else float("nan")
+                extra = float(training_info(fitted.model).get("scoreSeconds") or 0.0)
+                return _Outcome(fitted.model, metric, spent + extra, fit_seconds)
+            t1 = time.perf_counter()
+            try:
+                metric = self.evaluator.evaluate(fitted.model.transform(trials[t].valid, self.maps[trials[t].index]))
+            except Exception as exc:  # noqa: BLE001
+                metric = exc
+            return _Outcome(fitted.model, metric, spent + time.perf_counter() - t1, fit_seconds)
+
+        return engine.thread_map(self.spark, one, list(range(len(trials))), self.threads)
+
+
+def _combine(outcomes: List[_Outcome]) -> _RungResult:
+    """One param map's result over its folds: the mean metric, or NaN and the error where a fold failed."""
+    metrics, errors = [], []
+    for o in outcomes:
+        if isinstance(o.metric, BaseException):
+            errors.append(_error_text(o.metric))
+            continue
+        value = float(o.metric)
+        metrics.append(value)
+        if not math.isfinite(value):
+            errors.append(f"metric is {value!r}")
+        elif training_info(o.model).get("diverged"):
+            errors.append("the training loss diverged")
+    mean = sum(metrics) / len(metrics) if metrics and len(metrics) == len(outcomes) else float("nan")
+    train = [o.train_seconds for o in outcomes]
+    return _RungResult(metric=mean, seconds=sum(o.seconds for o in outcomes), error="; ".join(dict.fromkeys(errors)) or None,
+                       models=[o.model for o in outcomes], train_seconds=None if None in train else sum(train))
+
+
+def _entry(rung: int, resource: Any, index: int, result: _RungResult) -> Dict[str, Any]:
+    """A param map's record of one rung, as ``HalvingSearchModel.rungs`` holds it."""
+    entry = {"rung": rung, "resource": resource, "paramMapIndex": index, "metric": result.metric,
+             "seconds": result.seconds, "error": result.error}
+    if result.train_seconds is not None:  # the training part of seconds, from the tasks' trainingInfo
+        entry["train_seconds"] = result.train_seconds
+    return entry
 
 
 def _scores_in_task(evaluator: Evaluator, est: Any) -> bool:
@@ -859,14 +839,14 @@ def _save_search(path: str, instance: Any, spark: Any, extra: Optional[Dict[str,
                 entry.update(value=json.dumps(relative), isJson=json.dumps(False))
             else:
                 try:
-                    entry.update(value=json.dumps(_plain(v), allow_nan=False), isJson=json.dumps(True))
+                    entry.update(value=json.dumps(plain(v), allow_nan=False), isJson=json.dumps(True))
                 except (TypeError, ValueError):
                     raise ValueError(f"{name}: cannot save param map {i}: param {p.name!r} has the value {v!r}, "
                                      f"which is not JSON.") from None
             entries.append(entry)
         json_maps.append(entries)
     skip = ("estimator", "evaluator", "estimatorParamMaps")
-    params = {p.name: _plain(v) for p, v in instance._paramMap.items() if p.name not in skip}
+    params = {p.name: plain(v) for p, v in instance._paramMap.items() if p.name not in skip}
     params["estimatorParamMaps"] = json_maps
     meta = {"sparkdlLiteVersion": __version__, **(extra or {})}
     DefaultParamsWriter.saveMetadata(instance, path, spark, extraMetadata=meta, paramMap=params)
@@ -941,10 +921,10 @@ class _HalvingSearchModelWriter(MLWriter):
                 sub_paths = [[where(f, i, m) for i, m in enumerate(fold)] for f, fold in enumerate(subs)]
             else:
                 sub_paths = [where(None, i, m) for i, m in enumerate(subs)]
-        rungs = [{k: (_json_number(v) if k in ("metric", "seconds", "train_seconds") else _plain(v)) for k, v in r.items()}
+        rungs = [{k: (number(v) if k in ("metric", "seconds", "train_seconds") else plain(v)) for k, v in r.items()}
                  for r in inst.rungs]
-        extra = {"bestIndex": inst.bestIndex, "rungs": rungs, "metrics": [_json_number(m) for m in inst.metrics],
-                 "searchSeconds": _json_number(inst.searchSeconds), "refitSeconds": _json_number(inst.refitSeconds),
+        extra = {"bestIndex": inst.bestIndex, "rungs": rungs, "metrics": [number(m) for m in inst.metrics],
+                 "searchSeconds": number(inst.searchSeconds), "refitSeconds": number(inst.refitSeconds),
                  "persistSubModels": bool(persist), "subModelPaths": sub_paths}
         _save_search(path, inst, self.sparkSession, extra)
         inst.bestModel.write().session(self.sparkSession).save(os.path.join(path, "bestModel"))

@@ -9,10 +9,10 @@ import pytest
 from pyspark.ml.functions import array_to_vector
 
 from sparkdl_lite import TFClassifier
-from sparkdl_lite.runner import epochs
 from sparkdl_lite.classifier import TRAIN_JOB_TAG
 from sparkdl_lite.cli.progress import SparkProgress
 from sparkdl_lite.core.datasets import load_digits_split
+from sparkdl_lite.runner import epochs
 
 
 def test_board_counts_what_tasks_report_and_everything_once_closed():

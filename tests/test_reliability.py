@@ -73,9 +73,9 @@ def test_diverging_configuration_is_scored_not_fatal(spark, tmp_path):
     from pyspark.ml.linalg import Vectors
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-    from sparkdl_lite.reports import tuning as report
     from sparkdl_lite.classifier import TFClassifier
     from sparkdl_lite.core.datasets import load_digits_split
+    from sparkdl_lite.reports import tuning as report
 
     x_train, _, y_train, _ = load_digits_split(seed=0)
     df = spark.createDataFrame([(Vectors.dense(v), float(t)) for v, t in zip(x_train[:600], y_train[:600])],

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from sparkdl_lite.reports import tuning as tn
 from sparkdl_lite.cli.progress import SparkProgress
+from sparkdl_lite.reports import tuning as tn
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
 from sparkdl_lite.core.datasets import load_digits_split
-from sparkdl_lite.search import HalvingSearch, HalvingSearchModel
 from sparkdl_lite.reports.halving import rung_plot, rung_table
+from sparkdl_lite.search import HalvingSearch, HalvingSearchModel
 
 
 def vector_df(spark, x, y):
@@ -249,7 +249,7 @@ def test_epochs_mode_trains_each_rung_in_one_job_and_warm_starts_survivors(spark
     # accuracy on a transform of the validation rows by the same model.
     for i, sub in enumerate(model.subModels):
         last = [e for e in model.rungs if e["paramMapIndex"] == i][-1]
-        assert sub._validation is not None and len(sub._validation["label"]) == valid.count()
+        assert sub.trainingInfo["scoredRows"] == valid.count()
         assert last["metric"] == pytest.approx(accuracy.evaluate(sub.transform(valid)), abs=1e-12)
     cold = clf.fit(split, {**grid[model.bestIndex], clf.epochs: 3})
     warm_acc, cold_acc = accuracy.evaluate(warm.transform(test)), accuracy.evaluate(cold.transform(test))
@@ -270,6 +270,6 @@ def test_epochs_mode_with_another_metric_scores_by_transform(spark, digits):
                           trainRatio=0.75, parallelism=2, seed=3, collectSubModels=True).fit(train)
     valid = train.select("*", F.rand(3).alias("r")).filter(F.col("r") >= 0.75).drop("r")
     best = model.subModels[model.bestIndex]
-    assert getattr(best, "_validation", None) is None  # not predicted in the task
+    assert "scoredRows" not in best.trainingInfo  # not predicted in the task
     last = [e for e in model.rungs if e["paramMapIndex"] == model.bestIndex][-1]
     assert last["metric"] == pytest.approx(f1.evaluate(best.transform(valid)), abs=1e-12)

@@ -21,9 +21,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__
-from sparkdl_lite.runner import engine
 from sparkdl_lite.cli.space import Range, parse_range, sample_configs
-from sparkdl_lite.core.training import ARCHITECTURES, HYPERPARAMS  # the one table of the fixed hyperparameters
+from sparkdl_lite.core.training import ARCHITECTURES, HYPERPARAMS, hyperparam_kwargs  # the one table of the fixed hyperparameters
+from sparkdl_lite.runner import engine
 
 __all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID", "DEFAULT_VALIDATION_FRACTION"]
 
@@ -81,9 +81,18 @@ def _tunable() -> Dict[str, Callable[[str, str], Any]]:
 
 #: The TFClassifier params that ``--grid`` can tune, with the parser of one value.
 TUNABLE_PARAMS: Dict[str, Callable[[str, str], Any]] = _tunable()
-_ALIASES = {n.lower(): n for n in TUNABLE_PARAMS}
-_ALIASES.update({"lr": "learningRate", "learning_rate": "learningRate", "hidden": "hiddenLayers",
-                 "hidden_layers": "hiddenLayers", "conv_filters": "convFilters", "batch_size": "batchSize"})
+
+
+def _aliases() -> Dict[str, str]:
+    """The other spellings of a tunable param: any case, train()'s keyword name (``learning_rate``), two short names."""
+    aliases = {n.lower(): n for n in TUNABLE_PARAMS}
+    defaults = {n: spec["default"] for n, spec in HYPERPARAMS.items()}
+    aliases.update(zip(hyperparam_kwargs(defaults), HYPERPARAMS, strict=True))  # the Param -> train() mapping's names
+    aliases.update({"lr": "learningRate", "hidden": "hiddenLayers"})
+    return aliases
+
+
+_ALIASES = _aliases()
 
 
 def _layer_value(name: str, text: str) -> Any:
@@ -258,19 +267,18 @@ def _search_configs(args: argparse.Namespace, grid_items: List[Tuple[str, Any]])
             raise UsageError(f"--grid: {name}={values} is a range; a range needs --configs N (N random configurations "
                              f"drawn from the ranges and value lists), or list its values: {name}=v1,v2,...")
         return None
-    if args.configs < 1:
-        raise UsageError(f"--configs must be >= 1; got {args.configs}.")
-    configs = sample_configs(grid_items, args.configs, seed=args.seed)
+    configs = sample_configs(grid_items, args.configs, seed=args.seed)  # it checks --configs >= 1
     if len(configs) < args.configs:
         print(f"sparkdl-lite tune: --configs {args.configs} is more than the grid's {len(configs)} configurations; "
               f"trying all of them.", file=sys.stderr)
     return configs
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    grid_items = parse_grid(args.grid)  # fail on a bad grid before Spark and TF start
+def _tune_flags(args: argparse.Namespace) -> Tuple[List[Tuple[str, Any]], Optional[float], Optional[List[Dict[str, Any]]]]:
+    """Check the flags of ``tune`` before Spark and TF start: the grid items, the validation fraction, the configurations."""
+    grid_items = parse_grid(args.grid)
     if not grid_items:
-        raise UsageError("--grid is empty; give e.g. --grid \"learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024\".")
+        raise UsageError(f"--grid is empty; give e.g. --grid \"{DEFAULT_GRID}\".")
     if args.folds is not None and args.validation_fraction is not None:
         raise UsageError("give --folds K (CrossValidator) or --validation-fraction F (TrainValidationSplit), not both.")
     if args.folds is not None and args.folds < 2:
@@ -282,10 +290,39 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--validation-fraction must be in (0, 1); got {fraction}.")
     if args.sample is not None and args.sample < 10:
         raise UsageError(f"--sample must be >= 10; got {args.sample}.")
-    configs = _search_configs(args, grid_items)
+    return grid_items, fraction, _search_configs(args, grid_items)
 
-    t_start = time.perf_counter()
+
+def _print_result(result: Dict[str, Any]) -> None:
+    """The run's summary lines on stdout: best params, test accuracy, time, rungs, where the report is."""
     from sparkdl_lite.reports import tuning as tn
+
+    test, timing, top, best_params = result["test"], result["timing"], result["top"], result["best_params"]
+    default_acc, best_acc = test["default"]["test_accuracy"], test["best"]["test_accuracy"]
+    err_d, err_b = test["default"]["test_error"], test["best"]["test_error"]
+    total_seconds, tuning_seconds, sequential = timing["total_seconds"], timing["tuning_seconds"], timing["sequential_seconds"]
+    red = test["relative_error_reduction"]
+    print(f"best: {', '.join(f'{k}={v}' for k, v in best_params.items())} "
+          f"(validation accuracy {top.get('mean'):.4f})")
+    print(f"test accuracy: default {default_acc:.4f} -> tuned {best_acc:.4f}; test error {err_d:.4f} -> {err_b:.4f}"
+          + (f" ({red:.1%} relative reduction)" if red is not None else ""))
+    print(f"time: total {tn.format_seconds(total_seconds)}, tuning fit {tn.format_seconds(tuning_seconds)}, "
+          f"sequential estimate {tn.format_seconds(sequential)}"
+          + (f", speedup {timing['speedup']:.2f}x" if timing["speedup"] else "") + f" on {result['cores']} cores")
+    search = result.get("search") or {}
+    if search.get("kind") == "halving":
+        rungs = ", ".join(f"{r['configurations']} x {r['epochs']}" for r in search["rung_summary"])
+        ratio = timing["epochs_trained"] / timing["grid_epochs"] if timing.get("grid_epochs") else float("nan")
+        print(f"rungs (configurations x epochs): {rungs}; {timing['epochs_trained']} epochs trained "
+              f"(the full grid: {timing['grid_epochs']}, {ratio:.2f}x)")
+    extra = ", rungs.csv, rungs.png" if search.get("kind") == "halving" else ""
+    print(f"report: {os.path.join(result['out_dir'], 'report.md')} (results.csv, results.json, sensitivity.png{extra}, "
+          f"best_model/)")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    grid_items, fraction, configs = _tune_flags(args)  # fail on a bad command line before Spark and TF start
+    t_start = time.perf_counter()
     from sparkdl_lite.cli.progress import SparkProgress
     from sparkdl_lite.core import datasets
 
@@ -314,27 +351,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         result = tune(spark, data, settings, progress_factory=progress,
                       log=lambda text: print(text, file=sys.stderr), started=t_start)
-        test, timing, top, best_params = result["test"], result["timing"], result["top"], result["best_params"]
-        default_acc, best_acc = test["default"]["test_accuracy"], test["best"]["test_accuracy"]
-        err_d, err_b = test["default"]["test_error"], test["best"]["test_error"]
-        total_seconds, tuning_seconds, sequential = timing["total_seconds"], timing["tuning_seconds"], timing["sequential_seconds"]
-        cores = result["cores"]
-        red = test["relative_error_reduction"]
-        print(f"best: {', '.join(f'{k}={v}' for k, v in best_params.items())} "
-              f"(validation accuracy {top.get('mean'):.4f})")
-        print(f"test accuracy: default {default_acc:.4f} -> tuned {best_acc:.4f}; test error {err_d:.4f} -> {err_b:.4f}"
-              + (f" ({red:.1%} relative reduction)" if red is not None else ""))
-        print(f"time: total {tn.format_seconds(total_seconds)}, tuning fit {tn.format_seconds(tuning_seconds)}, "
-              f"sequential estimate {tn.format_seconds(sequential)}"
-              + (f", speedup {timing['speedup']:.2f}x" if timing["speedup"] else "") + f" on {cores} cores")
-        search = result.get("search") or {}
-        if search.get("kind") == "halving":
-            rungs = ", ".join(f"{r['configurations']} x {r['epochs']}" for r in search["rung_summary"])
-            ratio = timing["epochs_trained"] / timing["grid_epochs"] if timing.get("grid_epochs") else float("nan")
-            print(f"rungs (configurations x epochs): {rungs}; {timing['epochs_trained']} epochs trained "
-                  f"(the full grid: {timing['grid_epochs']}, {ratio:.2f}x)")
-        extra = ", rungs.csv, rungs.png" if search.get("kind") == "halving" else ""
-        print(f"report: {os.path.join(out_dir, 'report.md')} (results.csv, results.json, sensitivity.png{extra}, best_model/)")
+        _print_result(result)
         return 0
     finally:
         if created:
@@ -417,7 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "distributed hyperparameter tuning and deployment at scale.")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", metavar="{tune,label,images}")
+    _add_tune(sub)
+    _add_label(sub)
+    _add_images(sub)
+    return parser
 
+
+def _add_tune(sub: Any) -> None:
+    default = {n: spec["default"] for n, spec in HYPERPARAMS.items()}  # of the params tune does not tune
     t = sub.add_parser("tune", help="tune a TFClassifier with CrossValidator / TrainValidationSplit and write a report",
                        description="Train the default TFClassifier and a param grid on an MNIST-style data set with "
                                    "Spark (one model per task), refit the best, score both on the test set, and write "
@@ -427,11 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="params to tune, space-separated name=comma,list; 256x128 (or 256;128) inside one value is a "
                         f"two-layer list (default: \"{DEFAULT_GRID}\", the reference experiment's grid). "
                         "Tunable: " + ", ".join(TUNABLE_PARAMS))
-    t.add_argument("--architecture", default="mlp", choices=ARCHITECTURES, help="architecture when not tuned (default: mlp)")
+    t.add_argument("--architecture", default=default["architecture"], choices=ARCHITECTURES,
+                   help="architecture when not tuned (default: %(default)s)")
     t.add_argument("--model", help="your own Keras model (a .keras file) instead of a built-in architecture; tune its "
                                    "layers with --grid \"<layer>.<key>=v1,v2\", e.g. hidden.units=64,256")
-    t.add_argument("--epochs", type=int, default=5, help="epochs when not tuned (default: 5)")
-    t.add_argument("--batch-size", type=int, default=128, help="batch size when not tuned (default: 128)")
+    t.add_argument("--epochs", type=int, default=default["epochs"], help="epochs when not tuned (default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=default["batchSize"],
+                   help="batch size when not tuned (default: %(default)s)")
     val = t.add_mutually_exclusive_group()
     val.add_argument("--folds", type=int, help="K-fold cross-validation (CrossValidator)")
     val.add_argument("--validation-fraction", type=float,
@@ -459,10 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(default: $SPARK_REMOTE; else a classic session for --master)")
     t.add_argument("--parallelism", type=int, help="tuner parallelism (default: the number of param maps)")
     t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--seed", type=int, default=0, help="seed of sampling, splits and training (default: 0)")
+    t.add_argument("--seed", type=int, default=default["seed"],
+                   help="seed of sampling, splits and training (default: %(default)s)")
     _output_flags(t)
     t.set_defaults(func=cmd_tune)
 
+
+def _add_label(sub: Any) -> None:
     lab = sub.add_parser("label", help="label images with a saved model; write parquet",
                          description="Apply a saved TFClassificationModel, PipelineModel or TFImageTransformer to images "
                                      "read by Spark's image source. Undecodable files get a null prediction and an error; "
@@ -480,13 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(lab)
     lab.set_defaults(func=cmd_label)
 
+
+def _add_images(sub: Any) -> None:
     im = sub.add_parser("images", help="write images of a data set as PNG files (to try label)")
     im.add_argument("--data", default="fashion-mnist", help="fashion-mnist | mnist | a directory of IDX files")
     im.add_argument("--split", default="test", choices=("test", "train"))
     im.add_argument("--limit", type=int, default=500, help="how many images, from the start of the split (default: 500)")
     im.add_argument("--out", required=True, help="output directory")
     im.set_defaults(func=cmd_images)
-    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -11,9 +11,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__
+from sparkdl_lite.core.jsonable import plain
+from sparkdl_lite.core.training import HYPERPARAMS  # the one table of the fixed hyperparameters
+from sparkdl_lite.reports import tuning as tn
 from sparkdl_lite.runner import engine
 
 __all__ = ["TuneSettings", "tune", "label_images", "TUNE_TAG", "LABEL_TAG"]
@@ -40,10 +43,10 @@ class TuneSettings:
     out_dir: str
     model: Any = None
     model_name: Optional[str] = None
-    architecture: str = "mlp"
-    epochs: int = 5
-    batch_size: int = 128
-    seed: int = 0
+    architecture: str = HYPERPARAMS["architecture"]["default"]
+    epochs: int = HYPERPARAMS["epochs"]["default"]
+    batch_size: int = HYPERPARAMS["batchSize"]["default"]
+    seed: int = HYPERPARAMS["seed"]["default"]
     folds: Optional[int] = None
     fraction: Optional[float] = 0.2
     parallelism: Optional[int] = None
@@ -72,17 +75,12 @@ class _NoProgress:
         pass
 
 
-def _plain_params(param_map: Any) -> Dict[str, Any]:
-    from sparkdl_lite.reports.tuning import _plain
-
-    return {getattr(p, "name", str(p)): _plain(v) for p, v in param_map.items()}
-
-
 def _flat_params(param_map: Any) -> Dict[str, Any]:
     """A param map as plain values, layerParams flattened to ``<layer>.<key>`` entries (as the results table has them)."""
     out: Dict[str, Any] = {}
-    for name, value in _plain_params(param_map).items():
-        out.update(value if isinstance(value, dict) else {name: value})
+    for param, value in param_map.items():
+        value = plain(value, finite=True)
+        out.update(value if isinstance(value, dict) else {getattr(param, "name", str(param)): value})
     return out
 
 
@@ -94,26 +92,23 @@ def _test_accuracy(model: Any, test_df: Any) -> float:
     return float(evaluator.evaluate(model.transform(test_df)))
 
 
-def _layer_default(est: Any, name: str) -> Any:
+def _layer_default(serialized: Mapping[str, Any], name: str) -> Any:
     """The given model's own value of a layer param ``<layer>.<key>``."""
-    from sparkdl_lite.core.keras_model import _walk
+    from sparkdl_lite.core.keras_model import walk
 
     path, key = name.rsplit(".", 1)
-    entry = dict(_walk(est._model_config["config"])).get(path)
+    entry = dict(walk(serialized["config"])).get(path)
     return None if entry is None else entry["config"].get(key)
 
 
 def _short_params(params: Dict[str, Any]) -> str:
-    from sparkdl_lite.reports.tuning import _label
-
-    return ", ".join(_label(k, v) for k, v in params.items())
+    return ", ".join(tn.param_label(k, v) for k, v in params.items())
 
 
 def _halving_outputs(tuned: Any, param_maps: List[Any], plan: Dict[str, Any], rows: List[Dict[str, Any]],
                      out_dir: str, data_name: str) -> Dict[str, Any]:
     """Rows fixed for successive halving, the rung tables and plot, and the epochs the search trained."""
     from sparkdl_lite.reports import halving as sr
-    from sparkdl_lite.reports.tuning import param_names
 
     folds = plan["folds"] or 1
     rungs = tuned.rungs
@@ -134,7 +129,7 @@ def _halving_outputs(tuned: Any, param_maps: List[Any], plan: Dict[str, Any], ro
         r["rung_epochs"] = int(last[i]["resource"])
     added = sr.resource_added(rungs)
     epochs_trained = int(sum(added[int(e["rung"])] for e in rungs) * folds)
-    labels = {r["index"]: _short_params({k: r[k] for k in param_names(rows)}) for r in rows}
+    labels = {r["index"]: _short_params({k: r[k] for k in tn.param_names(rows)}) for r in rows}
     metric = rows[0].get("metric") or "metric"
     plot = sr.rung_plot(rungs, os.path.join(out_dir, "rungs.png"), tuned.bestIndex, f"validation {metric}",
                         resource_name="epochs", labels=labels,
@@ -171,6 +166,300 @@ def _rung0_rows(rows: List[Dict[str, Any]], rungs: List[Dict[str, Any]]) -> List
     return out
 
 
+# ============================================================================ tuning run: its steps
+@dataclass(frozen=True)
+class _Search:
+    """A run's tuner over its param maps, and how it validates (as the log line and the report say it)."""
+
+    tuner: Any
+    param_maps: List[Any]
+    parallelism: int
+    folds: int
+    how: str
+    plan: Optional[Dict[str, Any]] = None  # successive halving's checked schedule; None for a grid search
+
+    def trainings(self) -> int:
+        """Trainings the tuner runs (param map x fold, over every rung of successive halving)."""
+        if self.plan is None:
+            return self.folds * len(self.param_maps)
+        from sparkdl_lite.search import planned_trainings
+
+        return planned_trainings(len(self.param_maps), self.plan)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What a tuning run's steps read: its inputs, estimator, search, default configuration and cluster."""
+
+    spark: Any
+    data: Any
+    settings: TuneSettings
+    out_dir: str
+    est: Any
+    search: _Search
+    default_values: Dict[str, Any]  # the default configuration's value of each tuned param
+    in_grid: bool  # whether the default configuration is one of the param maps
+    master: str
+    executors: int
+    cores: int
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The tuner's results, its best model and the test accuracy of the best and of the default configuration."""
+
+    tuned: Any
+    rows: List[Dict[str, Any]]
+    top: Dict[str, Any]
+    best_params: Dict[str, Any]
+    best_model: Any
+    best_acc: float
+    default_acc: float
+    tuning_seconds: float
+    halved: Dict[str, Any]  # successive halving's rung outputs ({} for a grid search)
+
+
+def _estimator(settings: TuneSettings) -> Any:
+    """The TFClassifier to tune; fails on a grid name that is not one of its params."""
+    from sparkdl_lite import classifier as clf
+
+    layer_items = [(n, v) for n, v in settings.grid_items if "." in n]
+    if layer_items and settings.model is None:
+        raise ValueError(f"--grid: {layer_items[0][0]!r} is a layer param; it needs --model path/model.keras.")
+    network = {"model": settings.model} if settings.model is not None else {"architecture": settings.architecture}
+    est = clf.TFClassifier(featuresCol="image", labelCol="label", epochs=settings.epochs,
+                           batchSize=settings.batch_size, seed=settings.seed, **network)
+    for name, _ in settings.grid_items:
+        if "." not in name and not est.hasParam(name):
+            raise ValueError(f"--grid: TFClassifier has no param {name!r}.")
+    return est
+
+
+def _serialized(est: Any) -> Optional[Dict[str, Any]]:
+    """The Keras config of the estimator's own model (None for a preset architecture)."""
+    model = est.getModel()
+    if model is None:
+        return None
+    from sparkdl_lite.core.keras_model import serialize
+
+    return serialize(model)
+
+
+def _param_maps(est: Any, settings: TuneSettings, serialized: Optional[Dict[str, Any]]) -> List[Any]:
+    """One param map per configuration: the given ones (random draws), else the product of the grid's values.
+
+    An unknown layer or key of a layer param fails here, before any Spark job."""
+    from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
+
+    if settings.configs is not None:  # given configurations (random draws): one param map each, grid_items' order
+        param_maps = []
+        for config in settings.configs:
+            pm: Dict[Any, Any] = {est.getParam(n): v for n, v in config.items() if "." not in n}
+            layer = {n: v for n, v in config.items() if "." in n}
+            if layer:
+                apply_layer_params(serialized, layer, "--grid")
+                pm[est.layerParams] = layer
+            param_maps.append(pm)
+    else:
+        from pyspark.ml.tuning import ParamGridBuilder
+
+        builder = ParamGridBuilder()
+        for name, values in settings.grid_items:
+            if "." not in name:
+                builder.addGrid(est.getParam(name), values)
+        layer_items = {n: v for n, v in settings.grid_items if "." in n}
+        if layer_items:
+            layer_grid = expand_layer_params(layer_items)
+            for lp in layer_grid:
+                apply_layer_params(serialized, lp, "--grid")
+            builder.addGrid(est.layerParams, layer_grid)
+        param_maps = builder.build()
+    if not param_maps:
+        raise ValueError("--grid: no configurations to try.")
+    return param_maps
+
+
+def _search(est: Any, param_maps: List[Any], settings: TuneSettings) -> _Search:
+    """The tuner: HalvingSearch (its schedule checked before any Spark job), CrossValidator or TrainValidationSplit."""
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
+
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
+    parallelism = settings.parallelism or len(param_maps)
+    if settings.search not in ("grid", "halving"):
+        raise ValueError(f"--search must be 'grid' or 'halving'; got {settings.search!r}.")
+    common = {"estimator": est, "estimatorParamMaps": param_maps, "evaluator": evaluator, "parallelism": parallelism,
+              "seed": settings.seed}
+    fraction, folds = settings.fraction, settings.folds
+    if settings.search == "halving":
+        from sparkdl_lite.search import HalvingSearch
+
+        split = {"numFolds": folds} if folds is not None else {"trainRatio": 1.0 - fraction}
+        tuner: Any = HalvingSearch(factor=settings.factor, minResource=settings.min_epochs, maxResource=settings.epochs,
+                                   resource="epochs", **common, **split)
+        plan = tuner._validate()  # a bad factor or epoch range fails before any Spark job
+        how = (f"successive halving (HalvingSearch, factor {plan['factor']:g}, {plan['min']} to {plan['max']} epochs) on "
+               + (f"{folds}-fold cross-validation" if folds is not None
+                  else f"a train/validation split, {fraction:.0%} held out"))
+        return _Search(tuner, param_maps, parallelism, folds or 1, how, plan)
+    if folds is not None:
+        tuner = CrossValidator(numFolds=folds, collectSubModels=True, **common)
+        return _Search(tuner, param_maps, parallelism, folds, f"{folds}-fold cross-validation (CrossValidator)")
+    tuner = TrainValidationSplit(trainRatio=1.0 - fraction, collectSubModels=True, **common)
+    return _Search(tuner, param_maps, parallelism, 1,
+                   f"train/validation split, {fraction:.0%} held out (TrainValidationSplit)")
+
+
+def _default_configuration(est: Any, grid_items: List[Tuple[str, Any]],
+                           serialized: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The default configuration's value of each tuned param.
+
+    A one-value axis is a fixed setting, so it is set on ``est``: the default configuration gets it too."""
+    for n, values in grid_items:
+        if isinstance(values, list) and len(values) == 1 and "." not in n:  # a Range (--configs) is no fixed setting
+            est.set(est.getParam(n), values[0])
+    return {n: (_layer_default(serialized, n) if "." in n else plain(est.getOrDefault(n), finite=True))
+            for n, _ in grid_items}
+
+
+def _start_line(run: _Run) -> str:
+    data, search = run.data, run.search
+    n = len(search.param_maps)
+    return (f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
+            f"{n} param maps x {search.folds} fold(s) = {search.folds * n} models"
+            + (f" at the first rung, {search.trainings()} in all rungs" if search.plan is not None else "")
+            + f", {search.how}; {run.master}, {run.cores} cores")
+
+
+def _results(run: _Run, tuned: Any) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """The results table, and successive halving's rung outputs ({} for a grid search)."""
+    search = run.search
+    if search.plan is None:
+        return tn.results_table(tuned), {}
+    rows = tn.results_table(param_maps=search.param_maps, metrics=tuned.metrics, metric_name="accuracy",
+                            larger_is_better=True)
+    return rows, _halving_outputs(tuned, search.param_maps, search.plan, rows, run.out_dir, run.data.name)
+
+
+def _fit_and_score(run: _Run, train_df: Any, test_df: Any, progress_factory: Optional[Callable[..., Any]]) -> _Fitted:
+    """Fit the tuner, train the default configuration unless it won, and score both on the test rows."""
+    from sparkdl_lite import classifier as clf
+
+    n_models = run.search.trainings() + 1 + 1  # + refit of the best + the default (unless it is the best)
+    train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
+    progress = (progress_factory or _NoProgress)(run.spark, total=n_models if train_tag else None,
+                                                 unit="models" if train_tag else "tasks", job_tag=train_tag or TUNE_TAG)
+    with engine.job_tag(run.spark, TUNE_TAG), progress:
+        t_fit = time.perf_counter()
+        tuned = run.search.tuner.fit(train_df)
+        tuning_seconds = time.perf_counter() - t_fit
+        rows, halved = _results(run, tuned)
+        top = tn.best_row(rows)
+        progress.set_best(top.get("mean"), "val acc")
+        best_model = tuned.bestModel
+        best_params = {n: top.get(n) for n in tn.param_names(rows)}
+        if best_params == run.default_values:
+            default_model = best_model  # the default won: do not train it twice
+            progress.set_total(n_models - 1 if train_tag else None)
+        else:
+            default_model = run.est.fit(train_df)
+        best_acc = _test_accuracy(best_model, test_df)
+        default_acc = best_acc if default_model is best_model else _test_accuracy(default_model, test_df)
+    return _Fitted(tuned, rows, top, best_params, best_model, best_acc, default_acc, tuning_seconds, halved)
+
+
+def _timing(run: _Run, fitted: _Fitted) -> Dict[str, Any]:
+    """Wall time of the tuning fit, the sequential estimate and speedup, and the epochs a halving search trained."""
+    search, halved = run.search, fitted.halved
+    refit_seconds = tn.training_info(fitted.best_model).get("seconds")
+    sequential = tn.sequential_seconds(fitted.rows, [refit_seconds])
+    tuning_seconds = fitted.tuning_seconds
+    timing = {"tuning_seconds": tuning_seconds, "sequential_seconds": sequential,
+              "speedup": sequential / tuning_seconds if sequential and tuning_seconds > 0 else None,
+              "models": (halved["trainings"] if search.plan is not None else search.folds * len(search.param_maps)) + 1,
+              "refit_seconds": refit_seconds}
+    if search.plan is not None:
+        timing.update({
+            "sequential_note": "sum of the per-task train seconds of every rung's trainings (each configuration's "
+                               "epochs added at that rung, survivors continuing from their weights) plus the refit's: "
+                               "an estimate of running the same halving schedule one model after another, without "
+                               "the validation scoring between rungs; not a separate run",
+            "search_seconds": halved["search_seconds"], "epochs_trained": halved["epochs_trained"],
+            "grid_epochs": halved["grid_epochs"]})
+    return timing
+
+
+def _test_summary(run: _Run, fitted: _Fitted) -> Dict[str, Any]:
+    """Default vs best on the test rows, and the relative test error reduction."""
+    err_d, err_b = 1.0 - fitted.default_acc, 1.0 - fitted.best_acc
+    return {"default": {"params": run.default_values, "test_accuracy": fitted.default_acc, "test_error": err_d,
+                        "in_grid": run.in_grid},
+            "best": {"params": fitted.best_params, "test_accuracy": fitted.best_acc, "test_error": err_b},
+            "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
+
+
+def _setup(run: _Run) -> Dict[str, str]:
+    """The report's set-up lines: command, data, validation, grid, fixed params, default configuration, Spark."""
+    settings, data, spark, plan = run.settings, run.data, run.spark, run.search.plan
+    n = len(run.search.param_maps)
+    tuned_names = {name for name, _ in settings.grid_items}
+    network = ("model", os.path.basename(settings.model_name)) if settings.model_name else ("architecture", settings.architecture)
+    fixed = {k: v for k, v in (network, ("epochs", settings.epochs),
+                               ("batchSize", settings.batch_size), ("seed", settings.seed)) if k not in tuned_names}
+    setup = {
+        "command": f"`{settings.command}`",
+        "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
+                f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
+                + ("0-255 pixel values into the model" if settings.model_name else "scaled by 1/255 in the graph"),
+        "validation": run.search.how,
+        "grid": (f"{n} random configurations (seed {settings.seed}) drawn from: "
+                 if settings.configs is not None else f"{n} param maps: ")
+                + "; ".join(f"{name} = {v}" for name, v in settings.grid_items),
+        "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
+        "default configuration": ", ".join(f"{k}={v}" for k, v in run.default_values.items())
+                                 + (" (in the grid)" if run.in_grid else " (not in the grid; trained separately)"),
+        "Spark": f"master {run.master}{' (Spark Connect)' if engine.is_connect(spark) else ''}, {run.executors} "
+                 f"executor(s), {run.cores} cores, parallelism {run.search.parallelism}, "
+                 f"Spark {spark.version}, sparkdl_lite {__version__}",
+    }
+    if plan is not None:
+        setup["search"] = (f"successive halving, factor {plan['factor']:g}: rung k trains the survivors to "
+                           f"min({plan['max']}, {plan['min']} x {plan['factor']:g}^k) epochs; the best is refit on all "
+                           f"training rows at {plan['max']} epochs")
+    return setup
+
+
+def _sensitivity_plot(run: _Run, fitted: _Fitted) -> str:
+    """``sensitivity.png``: every configuration at rung 0 for successive halving, else every param map."""
+    path, name, plan = os.path.join(run.out_dir, "sensitivity.png"), run.data.name, run.search.plan
+    if plan is not None:
+        return tn.sensitivity_plot(_rung0_rows(fitted.rows, fitted.tuned.rungs), path,
+                                   title=f"{name}: validation error after {plan['min']} epoch(s), every "
+                                         f"configuration (rung 0 of successive halving)")
+    return tn.sensitivity_plot(fitted.rows, path,
+                               title=f"{name}: validation error vs learning rate ({run.search.how.split(' (')[0]})")
+
+
+def _write_files(run: _Run, fitted: _Fitted, test: Dict[str, Any], timing: Dict[str, Any], setup: Dict[str, str],
+                 plot_path: str) -> Dict[str, Any]:
+    """``results.csv``, ``results.json``, ``rungs.csv`` (successive halving) and ``report.md``; the search summary."""
+    out_dir, plan, tuned, rows = run.out_dir, run.search.plan, fitted.tuned, fitted.rows
+    extra: Dict[str, Any] = {"test": test, "timing": timing, "setup": {k: v.strip("`") for k, v in setup.items()}}
+    search: Dict[str, Any] = {"kind": run.settings.search}
+    if plan is not None:
+        search.update({"factor": plan["factor"], "min_epochs": plan["min"], "max_epochs": plan["max"],
+                       "best_index": tuned.bestIndex, "rung_summary": fitted.halved["summary"], "rungs": tuned.rungs,
+                       "plot": os.path.basename(fitted.halved["plot"])})
+        extra["search"] = search
+        _write_rungs_csv(os.path.join(out_dir, "rungs.csv"), tuned.rungs, rows)
+    tn.write_results(rows, out_dir, extra=extra)
+    tn.write_report(os.path.join(out_dir, "report.md"), rows, default=test["default"], best=test["best"],
+                    timing=timing, setup=setup, plot=os.path.basename(plot_path),
+                    title=f"sparkdl-lite tuning report: {run.data.name}",
+                    sections=[fitted.halved["section"]] if plan is not None else ())
+    return search
+
+
 def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Optional[Callable[..., Any]] = None,
          log: Callable[[str], None] = lambda text: None, started: Optional[float] = None) -> Dict[str, Any]:
     """Tune a TFClassifier on ``data`` (a :class:`sparkdl_lite.core.datasets.Dataset`) and write the report.
@@ -189,197 +478,32 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     .. versionadded:: 0.2.0
     """
     t_start = time.perf_counter() if started is None else started  # the run's wall time counts from here
-    from sparkdl_lite.reports import tuning as tn
-
-    grid_items = settings.grid_items
-    fraction = settings.fraction
-    out_dir = os.path.abspath(settings.out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
-
-    from sparkdl_lite import classifier as clf
     from sparkdl_lite.images import images_from_numpy
 
-    layer_items = [(n, v) for n, v in grid_items if "." in n]
-    if layer_items and settings.model is None:
-        raise ValueError(f"--grid: {layer_items[0][0]!r} is a layer param; it needs --model path/model.keras.")
-    if settings.model is not None:
-        user_model = settings.model
-        est = clf.TFClassifier(featuresCol="image", labelCol="label", model=user_model, epochs=settings.epochs,
-                               batchSize=settings.batch_size, seed=settings.seed)
-    else:
-        est = clf.TFClassifier(featuresCol="image", labelCol="label", architecture=settings.architecture,
-                               epochs=settings.epochs, batchSize=settings.batch_size, seed=settings.seed)
-    for name, _ in grid_items:
-        if "." not in name and not est.hasParam(name):
-            raise ValueError(f"--grid: TFClassifier has no param {name!r}.")
-    if settings.configs is not None:  # given configurations (random draws): one param map each, grid_items' order
-        param_maps = []
-        for config in settings.configs:
-            pm: Dict[Any, Any] = {est.getParam(n): v for n, v in config.items() if "." not in n}
-            layer = {n: v for n, v in config.items() if "." in n}
-            if layer:
-                from sparkdl_lite.core.keras_model import apply_layer_params
-
-                apply_layer_params(est._model_config, layer, "--grid")  # an unknown layer or key fails before Spark jobs
-                pm[est.layerParams] = layer
-            param_maps.append(pm)
-    else:
-        builder = ParamGridBuilder()
-        for name, values in grid_items:
-            if "." not in name:
-                builder.addGrid(est.getParam(name), values)
-        if layer_items:
-            from sparkdl_lite.core.keras_model import apply_layer_params, expand_layer_params
-
-            layer_grid = expand_layer_params(dict(layer_items))
-            for lp in layer_grid:
-                apply_layer_params(est._model_config, lp, "--grid")  # an unknown layer or key fails before Spark jobs
-            builder.addGrid(est.layerParams, layer_grid)
-        param_maps = builder.build()
-    if not param_maps:
-        raise ValueError("--grid: no configurations to try.")
-    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
-    parallelism = settings.parallelism or len(param_maps)
-    halving = settings.search == "halving"
-    plan: Optional[Dict[str, Any]] = None
-    halved: Dict[str, Any] = {}
-    if settings.search not in ("grid", "halving"):
-        raise ValueError(f"--search must be 'grid' or 'halving'; got {settings.search!r}.")
-    if halving:
-        from sparkdl_lite.search import HalvingSearch, planned_trainings
-
-        split = {"numFolds": settings.folds} if settings.folds is not None else {"trainRatio": 1.0 - fraction}
-        tuner: Any = HalvingSearch(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
-                                   factor=settings.factor, minResource=settings.min_epochs, maxResource=settings.epochs,
-                                   resource="epochs", parallelism=parallelism, seed=settings.seed, **split)
-        plan = tuner._validate()  # a bad factor or epoch range fails before any Spark job
-        folds = settings.folds or 1
-        how = (f"successive halving (HalvingSearch, factor {plan['factor']:g}, {plan['min']} to {plan['max']} epochs) on "
-               + (f"{settings.folds}-fold cross-validation" if settings.folds is not None
-                  else f"a train/validation split, {fraction:.0%} held out"))
-    elif settings.folds is not None:
-        tuner = CrossValidator(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
-                                    numFolds=settings.folds, parallelism=parallelism, collectSubModels=True,
-                                    seed=settings.seed)
-        folds, how = settings.folds, f"{settings.folds}-fold cross-validation (CrossValidator)"
-    else:
-        tuner = TrainValidationSplit(estimator=est, estimatorParamMaps=param_maps, evaluator=evaluator,
-                                     trainRatio=1.0 - fraction, parallelism=parallelism, collectSubModels=True,
-                                     seed=settings.seed)
-        folds, how = 1, f"train/validation split, {fraction:.0%} held out (TrainValidationSplit)"
-
+    out_dir = os.path.abspath(settings.out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    est = _estimator(settings)
+    serialized = _serialized(est)
+    search = _search(est, _param_maps(est, settings, serialized), settings)
     train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
     test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
-    for n, values in grid_items:  # a one-value axis is a fixed setting: the default configuration gets it too
-        if isinstance(values, list) and len(values) == 1 and "." not in n:  # a Range (--configs) is no fixed setting
-            est.set(est.getParam(n), values[0])
-    default_values = {n: (_layer_default(est, n) if "." in n else _plain_params({est.getParam(n): est.getOrDefault(n)})[n])
-                      for n, _ in grid_items}
-    in_grid = any(_flat_params(pm) == default_values for pm in param_maps)
-    trainings = planned_trainings(len(param_maps), plan) if plan is not None else folds * len(param_maps)
-    n_models = trainings + 1 + 1  # + refit of the best + the default (unless it is the best)
+    default_values = _default_configuration(est, settings.grid_items, serialized)
     executors, cores = engine.cluster_shape(spark)
-    master = engine.master(spark)
-    log(f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
-          f"{len(param_maps)} param maps x {folds} fold(s) = {folds * len(param_maps)} models"
-          + (f" at the first rung, {trainings} in all rungs" if plan is not None else "") + f", {how}; "
-          f"{master}, {cores} cores")
+    run = _Run(spark, data, settings, out_dir, est, search, default_values,
+               in_grid=any(_flat_params(pm) == default_values for pm in search.param_maps),
+               master=engine.master(spark), executors=executors, cores=cores)
+    log(_start_line(run))
 
-    train_tag = getattr(clf, "TRAIN_JOB_TAG", None)
-    progress = (progress_factory or _NoProgress)(spark, total=n_models if train_tag else None,
-                                                 unit="models" if train_tag else "tasks", job_tag=train_tag or TUNE_TAG)
-    with engine.job_tag(spark, TUNE_TAG):
-        with progress:
-            t_fit = time.perf_counter()
-            tuned = tuner.fit(train_df)
-            tuning_seconds = time.perf_counter() - t_fit
-            if plan is not None:
-                rows = tn.results_table(param_maps=param_maps, metrics=tuned.metrics, metric_name="accuracy",
-                                        larger_is_better=True)
-                halved = _halving_outputs(tuned, param_maps, plan, rows, out_dir, data.name)
-            else:
-                rows = tn.results_table(tuned)
-            top = tn.best_row(rows)
-            progress.set_best(top.get("mean"), "val acc")
-            best_model = tuned.bestModel
-            best_params = {n: top.get(n) for n in tn.param_names(rows)}
-            if best_params == default_values:
-                default_model = best_model  # the default won: do not train it twice
-                progress.set_total(n_models - 1 if train_tag else None)
-            else:
-                default_model = est.fit(train_df)
-            best_acc = _test_accuracy(best_model, test_df)
-            default_acc = best_acc if default_model is best_model else _test_accuracy(default_model, test_df)
-
-    best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
-    refit_seconds = tn.training_info(best_model).get("seconds")
-    sequential = tn.sequential_seconds(rows, [refit_seconds])
-    timing = {"tuning_seconds": tuning_seconds, "sequential_seconds": sequential,
-              "speedup": sequential / tuning_seconds if sequential and tuning_seconds > 0 else None,
-              "models": (halved["trainings"] if plan is not None else folds * len(param_maps)) + 1,
-              "refit_seconds": refit_seconds}
-    if plan is not None:
-        timing.update({
-            "sequential_note": "sum of the per-task train seconds of every rung's trainings (each configuration's "
-                               "epochs added at that rung, survivors continuing from their weights) plus the refit's: "
-                               "an estimate of running the same halving schedule one model after another, without "
-                               "the validation scoring between rungs; not a separate run",
-            "search_seconds": halved["search_seconds"], "epochs_trained": halved["epochs_trained"],
-            "grid_epochs": halved["grid_epochs"]})
-    err_d, err_b = 1.0 - default_acc, 1.0 - best_acc
-    test = {"default": {"params": default_values, "test_accuracy": default_acc, "test_error": err_d,
-                        "in_grid": in_grid},
-            "best": {"params": best_params, "test_accuracy": best_acc, "test_error": err_b},
-            "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
-    command = settings.command
-    tuned_names = {n for n, _ in grid_items}
-    network = ("model", os.path.basename(settings.model_name)) if settings.model_name else ("architecture", settings.architecture)
-    fixed = {k: v for k, v in (network, ("epochs", settings.epochs),
-                               ("batchSize", settings.batch_size), ("seed", settings.seed)) if k not in tuned_names}
-    setup = {
-        "command": f"`{command}`",
-        "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
-                f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
-                + ("0-255 pixel values into the model" if settings.model_name else "scaled by 1/255 in the graph"),
-        "validation": how,
-        "grid": (f"{len(param_maps)} random configurations (seed {settings.seed}) drawn from: "
-                 if settings.configs is not None else f"{len(param_maps)} param maps: ")
-                + "; ".join(f"{n} = {v}" for n, v in grid_items),
-        "fixed params": ", ".join(f"{k}={v}" for k, v in fixed.items()) + " (other params: TFClassifier defaults)",
-        "default configuration": ", ".join(f"{k}={v}" for k, v in default_values.items())
-                                 + (" (in the grid)" if in_grid else " (not in the grid; trained separately)"),
-        "Spark": f"master {master}{' (Spark Connect)' if engine.is_connect(spark) else ''}, {executors} executor(s), {cores} cores, parallelism {parallelism}, "
-                 f"Spark {spark.version}, sparkdl_lite {__version__}",
-    }
-    if plan is not None:
-        setup["search"] = (f"successive halving, factor {plan['factor']:g}: rung k trains the survivors to "
-                           f"min({plan['max']}, {plan['min']} x {plan['factor']:g}^k) epochs; the best is refit on all "
-                           f"training rows at {plan['max']} epochs")
-        plot_path = tn.sensitivity_plot(_rung0_rows(rows, tuned.rungs), os.path.join(out_dir, "sensitivity.png"),
-                                        title=f"{data.name}: validation error after {plan['min']} epoch(s), every "
-                                              f"configuration (rung 0 of successive halving)")
-    else:
-        plot_path = tn.sensitivity_plot(rows, os.path.join(out_dir, "sensitivity.png"),
-                                        title=f"{data.name}: validation error vs learning rate ({how.split(' (')[0]})")
-    total_seconds = time.perf_counter() - t_start
-    timing["total_seconds"] = total_seconds
-    extra: Dict[str, Any] = {"test": test, "timing": timing, "setup": {k: v.strip("`") for k, v in setup.items()}}
-    search: Dict[str, Any] = {"kind": settings.search}
-    if plan is not None:
-        search.update({"factor": plan["factor"], "min_epochs": plan["min"], "max_epochs": plan["max"],
-                       "best_index": tuned.bestIndex, "rung_summary": halved["summary"], "rungs": tuned.rungs,
-                       "plot": os.path.basename(halved["plot"])})
-        extra["search"] = search
-        _write_rungs_csv(os.path.join(out_dir, "rungs.csv"), tuned.rungs, rows)
-    tn.write_results(rows, out_dir, extra=extra)
-    tn.write_report(os.path.join(out_dir, "report.md"), rows, default=test["default"], best=test["best"],
-                    timing=timing, setup=setup, plot=os.path.basename(plot_path),
-                    title=f"sparkdl-lite tuning report: {data.name}",
-                    sections=[halved["section"]] if plan is not None else ())
-    return {"best_params": best_params, "top": top, "test": test, "timing": timing, "cores": cores, "out_dir": out_dir,
-            "search": search}
+    fitted = _fit_and_score(run, train_df, test_df, progress_factory)
+    fitted.best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
+    timing = _timing(run, fitted)
+    test = _test_summary(run, fitted)
+    setup = _setup(run)
+    plot_path = _sensitivity_plot(run, fitted)
+    timing["total_seconds"] = time.perf_counter() - t_start
+    search_summary = _write_files(run, fitted, test, timing, setup, plot_path)
+    return {"best_params": fitted.best_params, "top": fitted.top, "test": test, "timing": timing, "cores": cores,
+            "out_dir": out_dir, "search": search_summary}
 
 
 def _write_rungs_csv(path: str, rungs: List[Dict[str, Any]], rows: List[Dict[str, Any]]) -> None:
@@ -387,9 +511,7 @@ def _write_rungs_csv(path: str, rungs: List[Dict[str, Any]], rows: List[Dict[str
     import csv
     import json
 
-    from sparkdl_lite.reports.tuning import param_names
-
-    names = param_names(rows)
+    names = tn.param_names(rows)
     params = {r["index"]: r for r in rows}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

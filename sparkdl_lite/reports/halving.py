@@ -11,14 +11,9 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from sparkdl_lite.core.jsonable import number
+
 __all__ = ["rung_table", "rung_summary", "rung_metrics_table", "rung_plot", "resource_added"]
-
-
-def _finite(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -102,8 +97,8 @@ def rung_table(rungs: Sequence[Mapping[str, Any]], *, best_index: Optional[int] 
         else:
             outcome = "stopped"
         name = f"#{i}" + (f" {labels[i]}" if labels and i in labels else "")
-        lines.append(f"| {k} | {_resource_text(e['resource'])} | {name} | {_fmt(_finite(e.get('metric')))} | "
-                     f"{_fmt(_finite(e.get('seconds')), 1)} | {outcome} |")
+        lines.append(f"| {k} | {_resource_text(e['resource'])} | {name} | {_fmt(number(e.get('metric')))} | "
+                     f"{_fmt(number(e.get('seconds')), 1)} | {outcome} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +146,7 @@ def rung_summary(rungs: Sequence[Mapping[str, Any]], *, metric_name: str = "metr
              "| --- | --- | --- | --- | --- | --- |"]
     for k in sorted({int(e["rung"]) for e in rungs}):
         entries = [e for e in rungs if int(e["rung"]) == k]
-        ok = [e for e in entries if not e.get("error") and _finite(e.get("metric")) is not None]
+        ok = [e for e in entries if not e.get("error") and number(e.get("metric")) is not None]
         top = (max if larger_is_better else min)(ok, key=lambda e: float(e["metric"])) if ok else None
         name = "–" if top is None else f"#{top['paramMapIndex']}" + (
             f" {labels[int(top['paramMapIndex'])]}" if labels and int(top["paramMapIndex"]) in labels else "")
@@ -190,7 +185,7 @@ def rung_metrics_table(rungs: Sequence[Mapping[str, Any]], *, best_index: Option
 
     def order(i: int) -> Tuple[int, float, int]:
         last = groups[i][-1]
-        metric = _finite(last.get("metric"))
+        metric = number(last.get("metric"))
         return (-int(last["rung"]), -(metric if metric is not None and not last.get("error") else -math.inf), i)
 
     lines = ["| configuration | " + " | ".join(f"rung {k}: {_resource_text(resources[k])} {resource_name}" for k in ks)
@@ -200,7 +195,7 @@ def rung_metrics_table(rungs: Sequence[Mapping[str, Any]], *, best_index: Option
         cells = []
         for k in ks:
             e = at.get(k)
-            cells.append("–" if e is None else ("failed" if e.get("error") else _fmt(_finite(e.get("metric")))))
+            cells.append("–" if e is None else ("failed" if e.get("error") else _fmt(number(e.get("metric")))))
         last = groups[i][-1]
         if last.get("error"):
             outcome = "failed: " + str(last["error"]).replace("|", "\\|")[:120]
@@ -265,16 +260,16 @@ def rung_plot(rungs: Sequence[Mapping[str, Any]], path: str, best_index: Optiona
     groups = _by_config(rungs)
     resources = sorted({float(e["resource"]) for e in rungs})
     log_x = len(resources) > 1 and resources[0] > 0 and resources[-1] / resources[0] >= 4
-    finite = [v for v in (_finite(e.get("metric")) for e in rungs if not e.get("error")) if v is not None]
+    finite = [v for v in (number(e.get("metric")) for e in rungs if not e.get("error")) if v is not None]
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.subplots()
     cmap = matplotlib.colormaps["viridis"]
     few = len(groups) <= 10
     failed_xs: List[float] = []
     for n, (i, entries) in enumerate(groups.items()):
-        pts = [(float(e["resource"]), _finite(e.get("metric"))) for e in entries if not e.get("error")]
+        pts = [(float(e["resource"]), number(e.get("metric"))) for e in entries if not e.get("error")]
         pts = [(x, y) for x, y in pts if y is not None]
-        failed_xs += [float(e["resource"]) for e in entries if e.get("error") or _finite(e.get("metric")) is None]
+        failed_xs += [float(e["resource"]) for e in entries if e.get("error") or number(e.get("metric")) is None]
         if not pts:
             continue
         is_best = best_index is not None and i == best_index

@@ -13,7 +13,10 @@ import json
 import math
 import os
 import textwrap
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from sparkdl_lite.core.jsonable import number, plain
 
 __all__ = ["results_table", "write_results", "sensitivity_plot", "write_report", "best_row",
            "sequential_seconds", "training_info", "format_seconds", "RESERVED_FIELDS"]
@@ -29,27 +32,6 @@ _SHORT_NAMES = {"hiddenLayers": "hidden", "convFilters": "conv", "learningRate":
 
 
 # ============================================================================ table
-def _plain(value: Any) -> Any:
-    """A param value as JSON-friendly Python (numpy scalars and tuples included)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _finite(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def training_info(model: Any) -> Dict[str, Any]:
     """``model.trainingInfo`` (or that of the last stage of a ``PipelineModel``); ``{}`` if none."""
     info = getattr(model, "trainingInfo", None)
@@ -151,14 +133,14 @@ def results_table(model: Any = None, *, param_maps: Optional[Sequence[Mapping[An
         row: Dict[str, Any] = {"index": i}
         for param, value in pm.items():
             if isinstance(value, Mapping):  # layerParams: one column per "<layer>.<key>"
-                row.update({str(k): _plain(v) for k, v in value.items()})
+                row.update({str(k): plain(v, finite=True) for k, v in value.items()})
             else:
-                row[getattr(param, "name", str(param))] = _plain(value)
+                row[getattr(param, "name", str(param))] = plain(value, finite=True)
         infos = [training_info(fold[i]) for fold in (sub_models or []) if fold is not None and fold[i] is not None]
         seconds = [float(x["seconds"]) for x in infos if x.get("seconds") is not None]
         execs = sorted({str(x["executorId"]) for x in infos if x.get("executorId") is not None})
-        mean = _finite(metrics[i])
-        std = _finite(std_metrics[i]) if std_metrics is not None else None
+        mean = number(metrics[i])
+        std = number(std_metrics[i]) if std_metrics is not None else None
         row.update({
             "metric": metric_name,
             "mean": mean,
@@ -209,6 +191,10 @@ def sequential_seconds(rows: Sequence[Mapping[str, Any]], extra: Iterable[Option
 
 
 # ============================================================================ files
+def _json_default(value: Any) -> Any:
+    return plain(value, finite=True)
+
+
 def _csv_value(value: Any) -> Any:
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
@@ -246,13 +232,14 @@ def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str, extra: Option
     doc.update(dict(extra or {}))
     json_path = os.path.join(out_dir, "results.json")
     with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, allow_nan=False, default=_plain)
+        json.dump(doc, f, indent=2, allow_nan=False, default=_json_default)
         f.write("\n")
     return {"csv": csv_path, "json": json_path}
 
 
 # ============================================================================ plot
-def _label(name: str, value: Any) -> str:
+def param_label(name: str, value: Any) -> str:
+    """``learningRate``, ``0.001`` -> ``"lr=0.001"``: a param value as plot legends and rung tables show it."""
     short = _SHORT_NAMES.get(name, name)
     if isinstance(value, list):
         return f"{short}=[{', '.join(str(v) for v in value)}]"
@@ -309,9 +296,44 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
 
     if not rows:
         raise ValueError("sensitivity_plot: no rows to plot.")
+    layout = _plot_layout(rows, metric_name, x_param)
+    fig = Figure(figsize=(6.4 * len(layout.panels) + 0.8, 4.8))
+    axes = fig.subplots(1, len(layout.panels), sharey=True, squeeze=False)
+    colors = _line_colors(rows, layout.line_keys, matplotlib.colormaps["viridis"])
+    for ax, panel in zip(axes[0], layout.panels, strict=True):
+        _draw_panel(ax, [r for r in rows if layout.panel_key is None or r.get(layout.panel_key) == panel], layout, colors)
+        _style_panel(ax, panel, layout, rows[0].get("folds"))
+    axes[0][0].set_ylabel(layout.ylabel)
+    if any(r.get("diverged") for r in rows):
+        axes[0][-1].plot([], [], marker="x", markeredgewidth=2.5, color="crimson", linestyle="none", label="diverged")
+        axes[0][-1].legend(fontsize=9, loc="best")
+    if title is None:
+        title = _default_title(rows, layout)
+    fig.suptitle("\n".join(textwrap.wrap(title, width=int(78 * len(layout.panels) ** 0.8))), fontsize=11)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)  # Agg, from the .png suffix
+    return path
+
+
+@dataclass(frozen=True)
+class _PlotLayout:
+    """Where a sensitivity plot puts the rows: the y values, the x param, the panels and the lines of each panel."""
+
+    ykey: str
+    ylabel: str
+    x_param: Optional[str]
+    panel_key: Optional[str]
+    panels: List[Any]
+    line_keys: List[str]
+    xs: List[Any]  # every row's x value
+    log_x: bool
+    has_std: bool
+
+
+def _plot_layout(rows: Sequence[Mapping[str, Any]], metric_name: Optional[str], x_param: Optional[str]) -> _PlotLayout:
     names = param_names(rows)
     use_error = all(r.get("error") is not None or r.get("mean") is None for r in rows)
-    ykey = "error" if use_error else "mean"
     metric = rows[0].get("metric") or "metric"
     ylabel = metric_name or (f"validation error (1 - {metric})" if use_error and metric in _ONE_MINUS else f"validation {metric}")
     if x_param is None:
@@ -324,75 +346,81 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], path: str, metric_name: 
     panels = sorted({r.get(panel_key) for r in rows}, key=_sort_key) if panel_key else [None]
     line_keys = [n for n in names if n not in (x_param, panel_key)
                  and len({json.dumps(r.get(n), default=str) for r in rows}) > 1]
-
-    fig = Figure(figsize=(6.4 * len(panels) + 0.8, 4.8))
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
-    xs_all = [r.get(x_param) for r in rows] if x_param else list(range(len(rows)))
-    positive = [x for x in xs_all if isinstance(x, (int, float)) and x > 0]
+    xs = [r.get(x_param) for r in rows] if x_param else list(range(len(rows)))
+    positive = [x for x in xs if isinstance(x, (int, float)) and x > 0]
     # Learning rates are always drawn on a log axis (their grids are geometric); other params when they span 10x.
-    log_x = bool(positive) and len(positive) == len(xs_all) and len(set(positive)) > 1 and (
+    log_x = bool(positive) and len(positive) == len(xs) and len(set(positive)) > 1 and (
         x_param == "learningRate" or max(positive) / min(positive) >= 10)
-    cmap = matplotlib.colormaps["viridis"]
-    groups_all = sorted({tuple(json.dumps(r.get(k), default=str) for k in line_keys) for r in rows},
-                        key=lambda g: [_sort_key(json.loads(v)) for v in g])
-    colors = {g: cmap(0.1 + 0.75 * i / max(1, len(groups_all) - 1)) for i, g in enumerate(groups_all)}
-    has_std = any(r.get("std") for r in rows)
-    for ax, panel in zip(axes[0], panels, strict=True):
-        sub = [r for r in rows if panel_key is None or r.get(panel_key) == panel]
-        groups: Dict[tuple, List[Mapping[str, Any]]] = {}
-        for r in sub:
-            groups.setdefault(tuple(json.dumps(r.get(k), default=str) for k in line_keys), []).append(r)
-        ordered = sorted(groups, key=lambda g: [_sort_key(json.loads(v)) for v in g])
-        for j, gkey in enumerate(ordered):
-            members = sorted(groups[gkey], key=lambda r: (r.get(x_param) if x_param else r["index"]))
-            # Nudge each line sideways a little so error bars at the same x do not hide each other.
-            shift = (j - (len(ordered) - 1) / 2) * (0.025 if has_std else 0.0)
-            pts = [(_dodge(r.get(x_param) if x_param else r["index"], shift, log_x), r.get(ykey), r.get("std") or 0.0, r)
-                   for r in members]
-            pts = [p for p in pts if p[1] is not None]
-            label = ", ".join(_label(k, json.loads(v)) for k, v in zip(line_keys, gkey, strict=True)) or "all param maps"
-            if not pts:
-                continue
-            color = colors[gkey]
-            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                        markersize=5, linewidth=1.8, capsize=3, color=color, label=label)
-            for x, y, _, r in pts:
-                if r.get("diverged"):
-                    ax.plot([x], [y], marker="x", markersize=12, markeredgewidth=2.5, color="crimson", linestyle="none",
-                            zorder=6)
-                if r.get("best"):
-                    ax.plot([x], [y], marker="*", markersize=17, color="gold", markeredgecolor="black",
-                            linestyle="none", zorder=5)
-                    ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(0, -13), ha="center",
-                                va="top", fontsize=9, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8})
-        if log_x:
-            ax.set_xscale("log")
-            ticks = sorted({float(x) for x in xs_all})
-            if len(ticks) <= 12:  # label the grid values themselves: 1e-4, 3e-4, 1e-3...
-                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-                ax.minorticks_off()
-        ax.margins(x=0.08, y=0.15)
-        ax.set_xlabel((x_param or "param map") + (" (log scale)" if log_x else ""))
-        ax.grid(True, which="major", alpha=0.45)
-        if panel_key:
-            ax.set_title(f"{panel_key} = {panel}")
-        folds = rows[0].get("folds")
-        ax.legend(fontsize=9, title_fontsize=8, loc="best",
-                  title=f"bars: ±1 std over {folds} folds" if has_std and folds else None)
-    axes[0][0].set_ylabel(ylabel)
-    if any(r.get("diverged") for r in rows):
-        axes[0][-1].plot([], [], marker="x", markeredgewidth=2.5, color="crimson", linestyle="none", label="diverged")
-        axes[0][-1].legend(fontsize=9, loc="best")
-    if title is None:
-        folds = rows[0].get("folds")
-        how = f"{folds}-fold cross-validation" if folds and folds > 1 else "train/validation split"
-        x_name = {"learningRate": "learning rate"}.get(x_param or "", x_param or "param map")
-        title = f"{ylabel.split(' (')[0].capitalize()} vs {x_name} ({how}, {len(rows)} param maps)"
-    fig.suptitle("\n".join(textwrap.wrap(title, width=int(78 * len(panels) ** 0.8))), fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)  # Agg, from the .png suffix
-    return path
+    return _PlotLayout(ykey="error" if use_error else "mean", ylabel=ylabel, x_param=x_param, panel_key=panel_key,
+                       panels=panels, line_keys=line_keys, xs=xs, log_x=log_x, has_std=any(r.get("std") for r in rows))
+
+
+def _line_key(row: Mapping[str, Any], line_keys: Sequence[str]) -> tuple:
+    return tuple(json.dumps(row.get(k), default=str) for k in line_keys)
+
+
+def _by_line_values(key: tuple) -> List[Any]:
+    return [_sort_key(json.loads(v)) for v in key]
+
+
+def _line_colors(rows: Sequence[Mapping[str, Any]], line_keys: Sequence[str], cmap: Any) -> Dict[tuple, Any]:
+    """One color per line, the same line in every panel."""
+    groups = sorted({_line_key(r, line_keys) for r in rows}, key=_by_line_values)
+    return {g: cmap(0.1 + 0.75 * i / max(1, len(groups) - 1)) for i, g in enumerate(groups)}
+
+
+def _draw_panel(ax: Any, sub: Sequence[Mapping[str, Any]], layout: _PlotLayout, colors: Dict[tuple, Any]) -> None:
+    """The lines of one panel, their error bars and the diverged / best markers."""
+    x_param = layout.x_param
+    groups: Dict[tuple, List[Mapping[str, Any]]] = {}
+    for r in sub:
+        groups.setdefault(_line_key(r, layout.line_keys), []).append(r)
+    ordered = sorted(groups, key=_by_line_values)
+    for j, gkey in enumerate(ordered):
+        members = sorted(groups[gkey], key=lambda r: (r.get(x_param) if x_param else r["index"]))
+        # Nudge each line sideways a little so error bars at the same x do not hide each other.
+        shift = (j - (len(ordered) - 1) / 2) * (0.025 if layout.has_std else 0.0)
+        pts = [(_dodge(r.get(x_param) if x_param else r["index"], shift, layout.log_x), r.get(layout.ykey),
+                r.get("std") or 0.0, r) for r in members]
+        pts = [p for p in pts if p[1] is not None]
+        if not pts:
+            continue
+        label = ", ".join(param_label(k, json.loads(v)) for k, v in zip(layout.line_keys, gkey, strict=True)) or "all param maps"
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                    markersize=5, linewidth=1.8, capsize=3, color=colors[gkey], label=label)
+        for x, y, _, r in pts:
+            if r.get("diverged"):
+                ax.plot([x], [y], marker="x", markersize=12, markeredgewidth=2.5, color="crimson", linestyle="none",
+                        zorder=6)
+            if r.get("best"):
+                ax.plot([x], [y], marker="*", markersize=17, color="gold", markeredgecolor="black",
+                        linestyle="none", zorder=5)
+                ax.annotate(f"best {y:.4f}", (x, y), textcoords="offset points", xytext=(0, -13), ha="center",
+                            va="top", fontsize=9, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8})
+
+
+def _style_panel(ax: Any, panel: Any, layout: _PlotLayout, folds: Optional[int]) -> None:
+    """The x scale and ticks, labels, grid, title and legend of one panel."""
+    if layout.log_x:
+        ax.set_xscale("log")
+        ticks = sorted({float(x) for x in layout.xs})
+        if len(ticks) <= 12:  # label the grid values themselves: 1e-4, 3e-4, 1e-3...
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
+    ax.margins(x=0.08, y=0.15)
+    ax.set_xlabel((layout.x_param or "param map") + (" (log scale)" if layout.log_x else ""))
+    ax.grid(True, which="major", alpha=0.45)
+    if layout.panel_key:
+        ax.set_title(f"{layout.panel_key} = {panel}")
+    ax.legend(fontsize=9, title_fontsize=8, loc="best",
+              title=f"bars: ±1 std over {folds} folds" if layout.has_std and folds else None)
+
+
+def _default_title(rows: Sequence[Mapping[str, Any]], layout: _PlotLayout) -> str:
+    folds = rows[0].get("folds")
+    how = f"{folds}-fold cross-validation" if folds and folds > 1 else "train/validation split"
+    x_name = {"learningRate": "learning rate"}.get(layout.x_param or "", layout.x_param or "param map")
+    return f"{layout.ylabel.split(' (')[0].capitalize()} vs {x_name} ({how}, {len(rows)} param maps)"
 
 
 # ============================================================================ report
@@ -467,62 +495,86 @@ def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optio
     if not rows:
         raise ValueError("write_report: no rows.")
     names = param_names(rows)
-    top = best_row(rows)
-    metric = top.get("metric") or "metric"
-    folds = top.get("folds")
     lines = [f"# {title}", ""]
     if setup:
         lines += ["## Set-up", ""]
         lines += [f"- **{k}**: {v}" for k, v in setup.items()]
         lines.append("")
-    lines += ["## Result", ""]
-    std = f" ± {top['std']:.4f}" if top.get("std") is not None else ""
-    how = f"mean over {folds} folds" if folds and folds > 1 else "validation split"
-    lines.append(f"- **Best validation {metric}** ({how}): **{_fmt(top.get('mean'))}**{std} "
-                 f"(param map #{top['index']}: {_params_text({n: top.get(n) for n in names})})")
-    if default is not None or best is not None:
-        lines += ["", "| configuration | params | test accuracy | test error |", "| --- | --- | --- | --- |"]
-        errs = {}
-        for label, entry in (("default", default), ("tuned best", best)):
-            if entry is None:
-                continue
-            acc = entry.get("test_accuracy")
-            errs[label] = None if acc is None else 1.0 - float(acc)
-            lines.append(f"| {label} | {_params_text(entry.get('params') or {})} | {_fmt(acc)} | {_fmt(errs[label])} |")
-        e0, e1 = errs.get("default"), errs.get("tuned best")
-        if e0 is not None and e1 is not None:
-            if e0 > 0:
-                lines += ["", f"- **Relative test error reduction**: (err_default - err_best) / err_default = "
-                          f"({e0:.4f} - {e1:.4f}) / {e0:.4f} = **{(e0 - e1) / e0:.1%}**"]
-            else:
-                lines += ["", "- **Relative test error reduction**: undefined (the default makes no test errors)"]
+    lines += _result_lines(rows, names, default, best)
     if timing:
-        lines += ["", "## Time", ""]
-        if timing.get("total_seconds") is not None:
-            lines.append(f"- **Wall time of the whole run** (load, tune, refit, default, test, save): "
-                         f"{format_seconds(timing['total_seconds'])}")
-        if timing.get("tuning_seconds") is not None:
-            lines.append(f"- **Wall time of the parallel tuning fit** ({timing.get('models', '?')} models trained in Spark "
-                         f"tasks, plus evaluation and the refit of the best): {format_seconds(timing['tuning_seconds'])}")
-        if timing.get("sequential_seconds") is not None:
-            note = timing.get("sequential_note") or ("sum of the per-task train seconds of the same models; an estimate "
-                                                     "of training them one after another, not a separate run")
-            lines.append(f"- **Sequential estimate** ({note}): {format_seconds(timing['sequential_seconds'])}")
-        if timing.get("speedup") is not None:
-            lines.append(f"- **Speedup** = sequential estimate / parallel wall time = **{timing['speedup']:.2f}x**")
-        if timing.get("epochs_trained") is not None:
-            grid = timing.get("grid_epochs")
-            lines.append(f"- **Epochs trained by the search** (every configuration's epochs at every rung it reached, "
-                         f"summed over folds; without the refit): {timing['epochs_trained']}"
-                         + (f"; the full grid at the same epochs trains {grid}: **{timing['epochs_trained'] / grid:.2f}x**"
-                            if grid else ""))
+        lines += _time_lines(timing)
     if plot:
         lines += ["", "## Sensitivity", "", f"![validation error vs learning rate]({plot})"]
     for block in sections:
         lines += ["", block.rstrip("\n")]
-    lines += ["", "## All param maps", ""]
+    lines += _table_lines(rows, names)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def _result_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str], default: Optional[Mapping[str, Any]],
+                  best: Optional[Mapping[str, Any]]) -> List[str]:
+    """The report's result: the best validation metric, then default vs best on the test set."""
+    top = best_row(rows)
+    metric = top.get("metric") or "metric"
+    folds = top.get("folds")
+    lines = ["## Result", ""]
+    std = f" ± {top['std']:.4f}" if top.get("std") is not None else ""
+    how = f"mean over {folds} folds" if folds and folds > 1 else "validation split"
+    lines.append(f"- **Best validation {metric}** ({how}): **{_fmt(top.get('mean'))}**{std} "
+                 f"(param map #{top['index']}: {_params_text({n: top.get(n) for n in names})})")
+    if default is None and best is None:
+        return lines
+    lines += ["", "| configuration | params | test accuracy | test error |", "| --- | --- | --- | --- |"]
+    errs = {}
+    for label, entry in (("default", default), ("tuned best", best)):
+        if entry is None:
+            continue
+        acc = entry.get("test_accuracy")
+        errs[label] = None if acc is None else 1.0 - float(acc)
+        lines.append(f"| {label} | {_params_text(entry.get('params') or {})} | {_fmt(acc)} | {_fmt(errs[label])} |")
+    e0, e1 = errs.get("default"), errs.get("tuned best")
+    if e0 is not None and e1 is not None:
+        if e0 > 0:
+            lines += ["", f"- **Relative test error reduction**: (err_default - err_best) / err_default = "
+                      f"({e0:.4f} - {e1:.4f}) / {e0:.4f} = **{(e0 - e1) / e0:.1%}**"]
+        else:
+            lines += ["", "- **Relative test error reduction**: undefined (the default makes no test errors)"]
+    return lines
+
+
+def _time_lines(timing: Mapping[str, Any]) -> List[str]:
+    """The report's time section: wall times, the sequential estimate and speedup, the epochs a search trained."""
+    lines = ["", "## Time", ""]
+    if timing.get("total_seconds") is not None:
+        lines.append(f"- **Wall time of the whole run** (load, tune, refit, default, test, save): "
+                     f"{format_seconds(timing['total_seconds'])}")
+    if timing.get("tuning_seconds") is not None:
+        lines.append(f"- **Wall time of the parallel tuning fit** ({timing.get('models', '?')} models trained in Spark "
+                     f"tasks, plus evaluation and the refit of the best): {format_seconds(timing['tuning_seconds'])}")
+    if timing.get("sequential_seconds") is not None:
+        note = timing.get("sequential_note") or ("sum of the per-task train seconds of the same models; an estimate "
+                                                 "of training them one after another, not a separate run")
+        lines.append(f"- **Sequential estimate** ({note}): {format_seconds(timing['sequential_seconds'])}")
+    if timing.get("speedup") is not None:
+        lines.append(f"- **Speedup** = sequential estimate / parallel wall time = **{timing['speedup']:.2f}x**")
+    if timing.get("epochs_trained") is not None:
+        grid = timing.get("grid_epochs")
+        lines.append(f"- **Epochs trained by the search** (every configuration's epochs at every rung it reached, "
+                     f"summed over folds; without the refit): {timing['epochs_trained']}"
+                     + (f"; the full grid at the same epochs trains {grid}: **{timing['epochs_trained'] / grid:.2f}x**"
+                        if grid else ""))
+    return lines
+
+
+def _table_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> List[str]:
+    """The report's table of all param maps."""
+    metric = best_row(rows).get("metric") or "metric"
+    lines = ["", "## All param maps", ""]
     rung_cols = any("rung_epochs" in r for r in rows)  # successive halving: a metric is at the epochs its config reached
-    header = (["#"] + names + [f"mean {metric}"] + (["epochs"] if rung_cols else [])
+    header = (["#"] + list(names) + [f"mean {metric}"] + (["epochs"] if rung_cols else [])
               + ["std", "error", "train s (all folds)", "executor", "diverged", ""])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + " --- |" * len(header))
@@ -533,10 +585,7 @@ def write_report(path: str, rows: Sequence[Mapping[str, Any]], *, default: Optio
             "**best**" if r.get("best") else ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    return path
+    return lines
 
 
 # ============================================================================ progress
