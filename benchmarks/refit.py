@@ -34,12 +34,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     from sparkdl_lite import classifier, images_from_numpy
     from sparkdl_lite.core.datasets import load_fashion_mnist, sample
+    from sparkdl_lite.runner import train_job
 
     info = common.machine()
     spark = common.spark_session(args.master, {"spark.executor.memory": "1536m", "spark.task.cpus": "1",
                                                "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1"}, app="sparkdl-lite-refit")
     app = spark.sparkContext.applicationId
-    profile_fn = classifier._lone_task_profile  # noqa: SLF001 - switched off for the one-core baseline
+    profile_fn = train_job.lone_task_profile  # switched off for the one-core baseline
     runs: Dict[str, List[Dict[str, float]]] = {"executor": [], "one_core": []}
     try:
         common.wait_for_executors(spark, 1)
@@ -51,13 +52,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         warm = clf.copy({clf.epochs: 1})
 
         def fit(kind: str, est: Any) -> Dict[str, float]:
-            classifier._lone_task_profile = profile_fn if kind == "executor" else (lambda sc, n: None)  # noqa: SLF001
+            train_job.lone_task_profile = profile_fn if kind == "executor" else (lambda sc, n: None)
             try:
                 t0 = time.perf_counter()
                 model = est.fit(df)
                 wall = time.perf_counter() - t0
             finally:
-                classifier._lone_task_profile = profile_fn  # noqa: SLF001
+                train_job.lone_task_profile = profile_fn
             ti = model.trainingInfo
             return {"wall_s": wall, "train_s": ti["seconds"], "task_cpus": ti["taskCpus"],
                     "accuracy": model.history[-1]["accuracy"]}

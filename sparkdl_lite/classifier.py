@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pyspark import keyword_only
@@ -364,37 +364,23 @@ class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
         maps = [dict(pm) for pm in paramMaps]
         if not maps:
             return iter(())
-        job = _TrainingJob.plan(self, [FitTask(dataset, pm) for pm in maps], longest=True)
+        job = _TrainingJob.plan(self, [train_job.FitTask(dataset, pm) for pm in maps], longest=True)
         return train_job.ModelIterator(job.run, job.model, len(maps))
 
-    def _model_variants(self, estimators: Dict[int, TFClassifier], where: Callable[[int], str]) -> Dict[str, Tuple[Any, int]]:
+    def _model_variants(self, estimators: Dict[int, TFClassifier], maps: List[Dict[Param, Any]]) -> Dict[str, Tuple[Any, int]]:
         """(ModelInfo, parameter count) of each distinct layerParams, from the variant built on the driver."""
         if self._keras_archive is None:
             return {}
         from sparkdl_lite.core import keras_model
 
         out: Dict[str, Tuple[Any, int]] = {}
-        given = None
         for i, est in estimators.items():
             key = json.dumps(est.getLayerParams(), sort_keys=True)
-            if key in out:
-                continue
-            given = given if given is not None else self.getModel()
-            try:
-                net, _ = keras_model.build_variant(given, est.getLayerParams(), seed=est.getSeed(),
-                                                   fresh=est.getInitialWeights() == "fresh")
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"{exc}{where(i)}") from None
-            units, activation = keras_model.output_head(net)
-            info = keras_model.ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units,
-                                         activation=activation, loss=self._model_info.loss)
-            out[key] = (info, int(net.count_params()))
+            if key not in out:
+                out[key] = _named(maps, i, functools.partial(
+                    keras_model.variant_info, self.getModel(), est.getLayerParams(), seed=est.getSeed(),
+                    fresh=est.getInitialWeights() == "fresh", loss=self._model_info.loss))
         return out
-
-
-def _graph_classes(model: TFClassificationModel) -> int:
-    shape = model.graph.tensor(LOGITS_TENSOR).shape
-    return int(shape[-1]) if shape and shape[-1] else 0
 
 
 def _check_start(start: TFClassificationModel, feature_shape: Sequence[int], num_classes: int) -> None:
@@ -407,32 +393,26 @@ def _check_start(start: TFClassificationModel, feature_shape: Sequence[int], num
                          f"{num_classes}.")
 
 
+def _scorer(graph: Any, features: str, outputs: Dict[str, str], batch_size: int, *, image: bool,
+            error_mode: str = "fail") -> Any:
+    """The stage that runs a classifier's graph: TFImageTransformer on image structs (raw pixels as
+    trained, one output tensor), TFTransformer on vectors and arrays; outputs as arrays."""
+    from sparkdl_lite.transformers import TFImageTransformer, TFTransformer
+
+    if not image:
+        return TFTransformer(graph=graph, inputMapping={features: INPUT_TENSOR}, outputMapping=outputs,
+                             outputMode="array", batchSize=batch_size)
+    ((tensor, col),) = outputs.items()
+    channels = graph.tensor(INPUT_TENSOR).shape[-1]
+    return TFImageTransformer(graph=graph, inputCol=features, outputCol=col, inputTensor=INPUT_TENSOR, outputTensor=tensor,
+                              outputMode="array", channelOrder="L" if channels == 1 else "BGR", resize=False, scale=1.0,
+                              batchSize=batch_size, errorMode=error_mode)
+
+
 # ============================================================================ the training job of a fit
-class FitTask(NamedTuple):
-    """One training of :func:`fit_tasks`: its rows and param map; optionally the model it continues
-    (a warm start: ``epochs`` more epochs, the history continued) and held-out rows it predicts."""
-
-    dataset: DataFrame
-    params: Dict[Param, Any]
-    start: Optional[TFClassificationModel] = None
-    validation: Optional[DataFrame] = None
-
-
-class Fitted(NamedTuple):
-    """The outcome of one :class:`FitTask`: the model, or the error (a ``RuntimeError`` naming it).
-
-    ``labels`` and ``predictions`` are the held-out rows' labels and predicted classes (numpy
-    arrays) when the task predicted them; a diverged model has ``trainingInfo["diverged"]``."""
-
-    model: Optional[TFClassificationModel]
-    error: Optional[BaseException]
-    labels: Optional[np.ndarray] = None
-    predictions: Optional[np.ndarray] = None
-
-
-def fit_tasks(estimator: TFClassifier, tasks: Sequence[FitTask], *, data: Optional[task_data.TaskData] = None,
-              longest: bool = False, isolate: bool = False) -> List[Fitted]:
-    """Train several :class:`FitTask` of ``estimator`` in ONE Spark job; one :class:`Fitted` per task, aligned.
+def fit_tasks(estimator: TFClassifier, tasks: Sequence[train_job.FitTask], *, data: Optional[task_data.TaskData] = None,
+              longest: bool = False, isolate: bool = False) -> List[train_job.Fitted]:
+    """Train several :class:`~sparkdl_lite.runner.train_job.FitTask` of ``estimator`` in ONE Spark job; one :class:`~sparkdl_lite.runner.train_job.Fitted` per task, aligned.
 
     Each distinct DataFrame is collected and shipped once; ``data`` (a ``TaskData(keep=True)``,
     closed by the caller) carries them from one call to the next, as a search's rungs do.
@@ -452,7 +432,7 @@ def fit_tasks(estimator: TFClassifier, tasks: Sequence[FitTask], *, data: Option
 class _TrainingJob:
     """The planned training job of a fit: validated estimators, staged data, one TaskSpec per task."""
 
-    def __init__(self, estimator: TFClassifier, tasks: List[FitTask], estimators: Dict[int, TFClassifier],
+    def __init__(self, estimator: TFClassifier, tasks: List[train_job.FitTask], estimators: Dict[int, TFClassifier],
                  specs: List[train_job.TaskSpec], data: task_data.TaskData, archives: Dict[str, bytes], *, keep: bool,
                  rejected: Dict[int, BaseException]) -> None:
         self.uid = estimator.uid
@@ -463,12 +443,12 @@ class _TrainingJob:
         self.spark = tasks[0].dataset.sparkSession
 
     @classmethod
-    def plan(cls, estimator: TFClassifier, tasks: List[FitTask], *, data: Optional[task_data.TaskData] = None,
+    def plan(cls, estimator: TFClassifier, tasks: List[train_job.FitTask], *, data: Optional[task_data.TaskData] = None,
              longest: bool = False, isolate: bool = False) -> _TrainingJob:
         """Validate every task, collect each distinct DataFrame once and build the specs (before any training)."""
-        where = _where([t.params for t in tasks])
-        estimators, kinds, rejected = _validate_tasks(estimator, tasks, where, isolate)
-        variants = estimator._model_variants(estimators, where)
+        maps = [t.params for t in tasks]  # _named names a param map in an error
+        estimators, kinds, rejected = _validate_tasks(estimator, tasks, maps, isolate)
+        variants = estimator._model_variants(estimators, maps)
         spark = tasks[0].dataset.sparkSession
         # One clear error if the executors lack sparkdl_lite or TensorFlow; on a session's first fit it also
         # imports TensorFlow in every Python worker while the driver collects the data below.
@@ -480,7 +460,7 @@ class _TrainingJob:
         specs = []
         for i, est in estimators.items():
             try:
-                specs.append(_spec(i, est, kinds[i], tasks[i], keys[i], held, variants, archives, where, longest))
+                specs.append(_spec(i, est, kinds[i], tasks[i], keys[i], held, variants, archives, maps, longest))
             except (ValueError, TypeError) as exc:
                 if not isolate:
                     raise
@@ -504,44 +484,38 @@ class _TrainingJob:
         model._resetUid(self.uid)  # as Spark's own models: CrossValidator applies estimator param maps to it
         self.estimators[i]._copyValues(model)
         model.setGraph(TFGraph.from_bytes(result.graph, result.inputs, result.outputs))
-        model._num_classes = _graph_classes(model) or self.by_index[i].train["num_classes"]
+        model._num_classes = model.numClasses or self.by_index[i].train["num_classes"]  # the graph's logits width
         start = self.tasks[i].start
         model._history = (start.history if start is not None else []) + list(result.history or [])
         model._training_info = result.info
         model._keras_archive = result.model
         return model
 
-    def fitted(self, index: int, result: Optional[train_job.TaskResult]) -> Fitted:
+    def fitted(self, index: int, result: Optional[train_job.TaskResult]) -> train_job.Fitted:
         """Task ``index``'s outcome: its model (and held-out predictions), or its error."""
         if index in self.rejected:
-            return Fitted(None, self.rejected[index])
+            return train_job.Fitted(None, self.rejected[index])
         try:
             model = self.model(result)
         except RuntimeError as exc:
-            return Fitted(None, exc)
+            return train_job.Fitted(None, exc)
         score = self.by_index[index].score
         if result.scores is None or score is None:
-            return Fitted(model, None)
-        return Fitted(model, None, self.data.labels(score), np.frombuffer(result.scores, dtype=np.int32))
+            return train_job.Fitted(model, None)
+        return train_job.Fitted(model, None, self.data.labels(score), np.frombuffer(result.scores, dtype=np.int32))
 
 
-def _where(maps: List[Dict[Param, Any]]) -> Callable[[int], str]:
-    """The tail naming param map ``i`` in an error (nothing for a lone param map)."""
-    return (lambda i: "") if len(maps) == 1 else (lambda i: f" (param map {i}: {describe(maps[i])})")
-
-
-def _named(where: Callable[[int], str], i: int, fn: Callable[[], Any]) -> Any:
-    """``fn()``, its ValueError / TypeError naming param map ``i``."""
+def _named(maps: List[Dict[Param, Any]], i: int, fn: Callable[[], Any]) -> Any:
+    """``fn()``, its ValueError / TypeError naming param map ``i`` (unless it is the only one)."""
     try:
         return fn()
     except (ValueError, TypeError) as exc:
-        tail = where(i)
-        if not tail:
+        if len(maps) == 1:
             raise
-        raise type(exc)(f"{exc}{tail}") from None
+        raise type(exc)(f"{exc} (param map {i}: {describe(maps[i])})") from None
 
 
-def _validate_tasks(estimator: TFClassifier, tasks: List[FitTask], where: Callable[[int], str], isolate: bool
+def _validate_tasks(estimator: TFClassifier, tasks: List[train_job.FitTask], maps: List[Dict[Param, Any]], isolate: bool
                     ) -> Tuple[Dict[int, TFClassifier], Dict[int, str], Dict[int, BaseException]]:
     """Each task's estimator copy and features kind, its params, columns and start model checked.
 
@@ -552,7 +526,7 @@ def _validate_tasks(estimator: TFClassifier, tasks: List[FitTask], where: Callab
     for i, task in enumerate(tasks):
         est = estimator.copy(task.params)
         try:
-            kinds[i] = _named(where, i, functools.partial(_validate_task, est, task, i))
+            kinds[i] = _named(maps, i, functools.partial(_validate_task, est, task, i))
         except (ValueError, TypeError) as exc:
             if not isolate:
                 raise
@@ -562,7 +536,7 @@ def _validate_tasks(estimator: TFClassifier, tasks: List[FitTask], where: Callab
     return estimators, kinds, rejected
 
 
-def _validate_task(est: TFClassifier, task: FitTask, i: int) -> str:
+def _validate_task(est: TFClassifier, task: train_job.FitTask, i: int) -> str:
     kind = est._validate(task.dataset.schema)
     if task.start is not None and task.start._keras_archive is None:
         raise ValueError("TFClassifier: a warm start needs a model trained by this version of TFClassifier "
@@ -576,7 +550,7 @@ def _validate_task(est: TFClassifier, task: FitTask, i: int) -> str:
     return kind
 
 
-def _stage_data(spark: Any, uid: str, tasks: Dict[int, FitTask], estimators: Dict[int, TFClassifier],
+def _stage_data(spark: Any, uid: str, tasks: Dict[int, train_job.FitTask], estimators: Dict[int, TFClassifier],
                 kinds: Dict[int, str], data: task_data.TaskData) -> Dict[int, Tuple[int, Optional[int]]]:
     """Collect every DataFrame ``data`` lacks (concurrently); each task's (training key, held-out key)."""
     frames = []
@@ -595,9 +569,9 @@ def _stage_data(spark: Any, uid: str, tasks: Dict[int, FitTask], estimators: Dic
     return keys
 
 
-def _spec(i: int, est: TFClassifier, kind: str, task: FitTask, keys: Tuple[int, Optional[int]],
+def _spec(i: int, est: TFClassifier, kind: str, task: train_job.FitTask, keys: Tuple[int, Optional[int]],
           data: task_data.TaskData, variants: Dict[str, Tuple[Any, int]], archives: Dict[str, bytes],
-          where: Callable[[int], str], longest: bool) -> train_job.TaskSpec:
+          maps: List[Dict[Param, Any]], longest: bool) -> train_job.TaskSpec:
     """Task ``i``'s TaskSpec; the Keras archives it starts from go into ``archives`` (keyed by content hash)."""
     from sparkdl_lite.core import training
 
@@ -608,10 +582,10 @@ def _spec(i: int, est: TFClassifier, kind: str, task: FitTask, keys: Tuple[int, 
     refs: Dict[str, Any] = {}
     size = 0
     if task.start is not None:
-        refs["warm_start"] = _archive_key(task.start._keras_archive, archives)
+        refs["warm_start"] = train_job.add_archive(task.start._keras_archive, archives)
         kwargs.update(initial_epoch=len(task.start.history),
                       loss=est._model_info.loss if est._keras_archive is not None else None)
-        _named(where, i, functools.partial(_check_start, task.start, shape[1:], kwargs["num_classes"]))
+        _named(maps, i, functools.partial(_check_start, task.start, shape[1:], kwargs["num_classes"]))
     elif est._keras_archive is not None:
         info, size = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
 
@@ -619,22 +593,16 @@ def _spec(i: int, est: TFClassifier, kind: str, task: FitTask, keys: Tuple[int, 
             training.check_input_shape(shape[1:], info.input_shape, est.getFeaturesCol())
             training.resolve_head(info, kwargs["num_classes"])
 
-        _named(where, i, fits)
-        refs["model"] = _archive_key(est._keras_archive, archives)
+        _named(maps, i, fits)
+        refs["model"] = train_job.add_archive(est._keras_archive, archives)
         kwargs.update(layer_params=est.getLayerParams(), loss=info.loss, fresh_weights=est.getInitialWeights() == "fresh")
     else:
-        _named(where, i, functools.partial(training.check_reshape, shape[1:], est.getInputShape(),
+        _named(maps, i, functools.partial(training.check_reshape, shape[1:], est.getInputShape(),
                                            f"row of featuresCol {est.getFeaturesCol()!r}", "TFClassifier"))
     work = train_job.estimate_work(shape, kwargs, size if est._keras_archive is not None else None) if longest else 0.0
     return train_job.TaskSpec(index=i, train=kwargs, data=keys[0], score=keys[1], work=work, **refs)
 
 
-def _archive_key(archive: bytes, archives: Dict[str, bytes]) -> str:
-    import hashlib
-
-    key = hashlib.sha256(archive).hexdigest()
-    archives[key] = archive
-    return key
 
 
 # ============================================================================ model
@@ -762,28 +730,18 @@ class TFClassificationModel(Model, TFClassifierParams, HasGraph, MLReadable, MLW
         return kind
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        from sparkdl_lite.transformers import TFImageTransformer, TFTransformer
-
         kind = self._validate(dataset.schema)
-        graph = self._require_graph()
-        features = self.getFeaturesCol()
-        if kind == "image":
-            channels = graph.tensor(INPUT_TENSOR).shape[-1]
-            scorer = TFImageTransformer(graph=graph, inputCol=features, outputCol=_TMP_LOGITS, inputTensor=INPUT_TENSOR,
-                                        outputTensor=LOGITS_TENSOR, outputMode="array",
-                                        channelOrder="L" if channels == 1 else "BGR", resize=False, scale=1.0,
-                                        batchSize=self.getBatchSize())
-            out = scorer.transform(dataset)
+        graph, features, batch = self._require_graph(), self.getFeaturesCol(), self.getBatchSize()
+        if kind == "image":  # one output per image scorer: the softmax is taken on the JVM
+            out = _scorer(graph, features, {LOGITS_TENSOR: _TMP_LOGITS}, batch, image=True).transform(dataset)
             logits = F.col(_TMP_LOGITS)
             top = F.array_max(logits)
             exp = F.transform(logits, lambda v: F.exp(v - top))
             total = F.aggregate(exp, F.lit(0.0), lambda acc, v: acc + v)
             out = out.withColumn(_TMP_PROBABILITY, F.transform(exp, lambda v: v / total))
         else:
-            scorer = TFTransformer(graph=graph, inputMapping={features: INPUT_TENSOR},
-                                   outputMapping={LOGITS_TENSOR: _TMP_LOGITS, PROBABILITY_TENSOR: _TMP_PROBABILITY},
-                                   outputMode="array", batchSize=self.getBatchSize())
-            out = scorer.transform(dataset)
+            outputs = {LOGITS_TENSOR: _TMP_LOGITS, PROBABILITY_TENSOR: _TMP_PROBABILITY}
+            out = _scorer(graph, features, outputs, batch, image=False).transform(dataset)
         logits = F.col(_TMP_LOGITS)
         probability = F.col(_TMP_PROBABILITY)
         if self.getRawPredictionCol():
@@ -811,20 +769,11 @@ class TFClassificationModel(Model, TFClassifierParams, HasGraph, MLReadable, MLW
 
         .. versionadded:: 0.2.0
         """
-        from sparkdl_lite.transformers import TFImageTransformer
-
         graph = self._require_graph()
         shape = graph.tensor(INPUT_TENSOR).shape
-        if shape is not None and len(shape) == 4:
-            scorer = TFImageTransformer(graph=graph, inputCol="image", outputCol="p", inputTensor=INPUT_TENSOR,
-                                        outputTensor=PROBABILITY_TENSOR, outputMode="array",
-                                        channelOrder="L" if shape[-1] == 1 else "BGR", resize=False, scale=1.0,
-                                        batchSize=self.getBatchSize(), errorMode="null")
-            return scorer.registerUDF(spark, name)
-        from sparkdl_lite.transformers import TFTransformer
-
-        scorer = TFTransformer(graph=graph, inputMapping={"features": INPUT_TENSOR},
-                               outputMapping={PROBABILITY_TENSOR: "p"}, batchSize=self.getBatchSize())
+        image = shape is not None and len(shape) == 4
+        scorer = _scorer(graph, "image" if image else "features", {PROBABILITY_TENSOR: "p"}, self.getBatchSize(),
+                         image=image, error_mode="null")
         return scorer.registerUDF(spark, name)
 
     # ------------------------------------------------------------------ persistence

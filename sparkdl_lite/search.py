@@ -48,11 +48,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkdl_lite import __version__
-from sparkdl_lite.classifier import FitTask, Fitted, TFClassifier, fit_tasks
+from sparkdl_lite.classifier import TFClassifier, fit_tasks
 from sparkdl_lite.core.jsonable import number, plain
 from sparkdl_lite.params import check, describe
 from sparkdl_lite.reports.tuning import training_info
 from sparkdl_lite.runner import engine, task_data
+from sparkdl_lite.runner.train_job import FitTask, Fitted
 
 __all__ = ["HalvingSearch", "HalvingSearchModel", "RESOURCES"]
 
@@ -140,6 +141,33 @@ class _HalvingSearchParams(_ValidatorParams, HasParallelism, HasCollectSubModels
     def _validate(self, schema: Optional[T.StructType] = None) -> Dict[str, Any]:
         """Check every param; return the resolved plan: kind, min/max resource, factor, folds."""
         name = type(self).__name__
+        est, maps = self._check_tuning_params(name)
+        folds = self.getNumFolds()
+        ratio = self.getTrainRatio()
+        if folds is not None and self.isSet(self.trainRatio):
+            raise ValueError(f"{name}: set either param 'trainRatio' (one train/validation split) or param 'numFolds' "
+                             f"(k-fold), not both; got trainRatio={ratio!r} and numFolds={folds!r}.")
+        if folds is not None:
+            check(folds >= 2, f"{name}: param 'numFolds' must be None or an int >= 2; got {folds!r}.")
+        else:
+            check(0.0 < ratio < 1.0, f"{name}: param 'trainRatio' must be in (0, 1); got {ratio!r}.")
+        factor = self.getFactor()
+        check(math.isfinite(factor) and factor > 1.0, f"{name}: param 'factor' must be a number > 1; got {factor!r}.")
+        par = self.getParallelism()
+        check(par >= 1, f"{name}: param 'parallelism' must be an int >= 1; got {par!r}.")
+        kind, lo, hi = self._resource_range(name, est, maps)
+        if lo is None:
+            lo = _default_min_resource(len(maps), factor, hi, kind == "epochs")
+        check(lo <= hi, f"{name}: param 'minResource' ({lo!r}) must not exceed param 'maxResource' ({hi!r}).")
+        return {"kind": kind, "min": lo, "max": hi, "factor": float(factor), "folds": folds, "ratio": ratio}
+
+    def plan(self) -> Dict[str, Any]:
+        """The schedule these params give, checked before any Spark job: ``kind`` (the resource),
+        ``min`` and ``max`` (resource of the first and last rung), ``factor``, ``folds``, ``ratio``."""
+        return self._validate()
+
+    def _check_tuning_params(self, name: str) -> Tuple[Estimator, List[Dict[Param, Any]]]:
+        """The estimator and param maps, checked: set, of the right types, the maps non-empty."""
         for p in (self.estimator, self.evaluator, self.estimatorParamMaps):
             if not self.isDefined(p):
                 raise ValueError(f"{name}: param {p.name!r} is not set; pass {p.name}=... to the constructor "
@@ -160,64 +188,39 @@ class _HalvingSearchParams(_ValidatorParams, HasParallelism, HasCollectSubModels
             if bad:
                 raise TypeError(f"{name}: param map {i} of param 'estimatorParamMaps' has a key that is not a Param: "
                                 f"{bad[0]!r}. Build the maps with ParamGridBuilder.")
+        return est, list(maps)
 
-        # train/validation split or k folds
-        folds = self.getNumFolds()
-        ratio = self.getTrainRatio()
-        if folds is not None and self.isSet(self.trainRatio):
-            raise ValueError(f"{name}: set either param 'trainRatio' (one train/validation split) or param 'numFolds' "
-                             f"(k-fold), not both; got trainRatio={ratio!r} and numFolds={folds!r}.")
-        if folds is not None:
-            check(folds >= 2, f"{name}: param 'numFolds' must be None or an int >= 2; got {folds!r}.")
-        else:
-            check(0.0 < ratio < 1.0, f"{name}: param 'trainRatio' must be in (0, 1); got {ratio!r}.")
-
-        factor = self.getFactor()
-        check(math.isfinite(factor) and factor > 1.0, f"{name}: param 'factor' must be a number > 1; got {factor!r}.")
-        par = self.getParallelism()
-        check(par >= 1, f"{name}: param 'parallelism' must be an int >= 1; got {par!r}.")
-
-        # resource
+    def _resource_range(self, name: str, est: Estimator, maps: List[Dict[Param, Any]]) -> Tuple[str, Any, Any]:
+        """(resource kind, minResource or None, maxResource), checked for that kind."""
         resource = self.getResource()
         is_tf = isinstance(est, TFClassifier)
         if resource is not None and resource not in RESOURCES:
             raise ValueError(f"{name}: param 'resource' must be one of {list(RESOURCES)} or None; got {resource!r}.")
         kind = resource or ("epochs" if is_tf else "rows")
         lo, hi = self.getMinResource(), self.getMaxResource()
-        if kind == "epochs":
-            if not is_tf:
-                raise ValueError(f"{name}: param 'resource' is 'epochs', which needs a TFClassifier estimator; got "
-                                 f"{type(est).__name__}. Use resource='rows' (a growing sample of the training rows) "
-                                 f"for other estimators.")
-            for i, pm in enumerate(maps):
-                for p in pm:
-                    if p.name == "epochs":
-                        raise ValueError(f"{name}: param map {i} sets {p.name!r} to {pm[p]!r}, but epochs are the "
-                                         f"resource that HalvingSearch allocates (resource='epochs'); remove 'epochs' "
-                                         f"from the param maps and set minResource / maxResource instead.")
-            if hi is None:
-                hi = int(est.getEpochs())
-            for pname, value in (("minResource", lo), ("maxResource", hi)):
-                if value is None:
-                    continue
-                if not (math.isfinite(value) and value == int(value) and value >= 1):
-                    raise ValueError(f"{name}: param {pname!r} must be an int >= 1 (epochs) with resource='epochs'; "
-                                     f"got {value!r}.")
-            hi = int(hi)
-            lo = None if lo is None else int(lo)
-        else:
-            if hi is None:
-                hi = 1.0
+        if kind == "rows":
+            hi = 1.0 if hi is None else hi
             for pname, value in (("minResource", lo), ("maxResource", hi)):
                 if value is not None and not (0.0 < float(value) <= 1.0):
                     raise ValueError(f"{name}: param {pname!r} must be a fraction of the training rows in (0, 1] with "
                                      f"resource='rows'; got {value!r}.")
-            hi = float(hi)
-            lo = None if lo is None else float(lo)
-        if lo is None:
-            lo = _default_min_resource(len(maps), factor, hi, kind == "epochs")
-        check(lo <= hi, f"{name}: param 'minResource' ({lo!r}) must not exceed param 'maxResource' ({hi!r}).")
-        return {"kind": kind, "min": lo, "max": hi, "factor": float(factor), "folds": folds, "ratio": ratio}
+            return kind, None if lo is None else float(lo), float(hi)
+        if not is_tf:
+            raise ValueError(f"{name}: param 'resource' is 'epochs', which needs a TFClassifier estimator; got "
+                             f"{type(est).__name__}. Use resource='rows' (a growing sample of the training rows) "
+                             f"for other estimators.")
+        for i, pm in enumerate(maps):
+            for p in pm:
+                if p.name == "epochs":
+                    raise ValueError(f"{name}: param map {i} sets {p.name!r} to {pm[p]!r}, but epochs are the "
+                                     f"resource that HalvingSearch allocates (resource='epochs'); remove 'epochs' "
+                                     f"from the param maps and set minResource / maxResource instead.")
+        hi = int(est.getEpochs()) if hi is None else hi
+        for pname, value in (("minResource", lo), ("maxResource", hi)):
+            if value is not None and not (math.isfinite(value) and value == int(value) and value >= 1):
+                raise ValueError(f"{name}: param {pname!r} must be an int >= 1 (epochs) with resource='epochs'; "
+                                 f"got {value!r}.")
+        return kind, None if lo is None else int(lo), int(hi)
 
 
 def _default_min_resource(n: int, factor: float, max_resource: Any, integer: bool) -> Any:

@@ -297,8 +297,9 @@ def test_param_maps_naming_other_columns_of_one_dataframe_train_on_their_own(spa
 def test_shared_task_data_collects_and_ships_once_across_calls(spark, small_df, digits_dfs):
     # What HalvingSearch does from rung to rung: the second call on the same DataFrame runs only its
     # training job (no collect) and reuses the shipment; a new DataFrame ships both anew.
-    from sparkdl_lite.classifier import FitTask, fit_tasks
+    from sparkdl_lite.classifier import fit_tasks
     from sparkdl_lite.runner.task_data import TaskData
+    from sparkdl_lite.runner.train_job import FitTask
 
     clf = TFClassifier(hiddenLayers=[16], epochs=1, batchSize=64)
     _, held = digits_dfs
@@ -322,7 +323,8 @@ def test_shared_task_data_collects_and_ships_once_across_calls(spark, small_df, 
 def test_longest_first_starts_the_largest_networks_first(small_df):
     # Spark starts a job's tasks in partition order: with longest_first the biggest network (most
     # multiply-adds per row) gets partition 0, so short trainings fill the slots at the job's end.
-    from sparkdl_lite.classifier import FitTask, fit_tasks
+    from sparkdl_lite.classifier import fit_tasks
+    from sparkdl_lite.runner.train_job import FitTask
 
     clf = TFClassifier(epochs=1, batchSize=64)
     widths = [8, 64, 16]
@@ -338,7 +340,8 @@ def test_longest_first_starts_the_largest_networks_first(small_df):
 
 
 def test_a_validation_frame_without_the_label_is_named_before_any_collect(spark, small_df):
-    from sparkdl_lite.classifier import FitTask, fit_tasks
+    from sparkdl_lite.classifier import fit_tasks
+    from sparkdl_lite.runner.train_job import FitTask
 
     clf = TFClassifier(hiddenLayers=[8], epochs=1)
     before = job_count(spark)

@@ -154,7 +154,8 @@ def test_refused_on_the_driver_without_a_training_job(spark, dfs):
 
 def test_warm_start_continues_epochs_in_one_job(spark, dfs):
     train_df, test_df = dfs
-    from sparkdl_lite.classifier import FitTask, fit_tasks
+    from sparkdl_lite.classifier import fit_tasks
+    from sparkdl_lite.runner.train_job import FitTask
 
     clf = TFClassifier(hiddenLayers=[32], batchSize=64)
     first = [f.model for f in fit_tasks(clf, [FitTask(train_df, {clf.epochs: 1}),

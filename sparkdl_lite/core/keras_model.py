@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, 
 import numpy as np
 
 __all__ = ["ModelInfo", "check_model", "to_archive", "from_archive", "apply_layer_params", "build_variant",
-           "expand_layer_params", "layer_paths", "output_head", "read_loss", "serialize", "walk", "walk_live", "LOSSES"]
+           "expand_layer_params", "layer_paths", "output_head", "read_loss", "serialize", "walk", "walk_live", "variant_info", "LOSSES"]
 
 _WHO = "TFClassifier"
 _MODEL_CLASSES = ("Functional", "Sequential")
@@ -436,6 +436,17 @@ def build_variant(given: Any, layer_params: Optional[Mapping[str, Any]] = None, 
             layer.set_weights(source.get_weights())
         plan[path] = "given" if keep else "fresh"
     return model, plan
+
+
+def variant_info(given: Any, layer_params: Optional[Mapping[str, Any]], *, seed: int, fresh: bool,
+                 loss: Optional[Dict[str, Any]]) -> Tuple[ModelInfo, int]:
+    """(ModelInfo, parameter count) of the variant :func:`build_variant` makes (built on the driver,
+    so a bad layer key or a frozen layer whose shape would change fails before any job)."""
+    net, _ = build_variant(given, layer_params, seed=seed, fresh=fresh)
+    units, activation = output_head(net)
+    info = ModelInfo(input_shape=tuple(int(d) for d in net.inputs[0].shape[1:]), units=units, activation=activation,
+                     loss=loss)
+    return info, int(net.count_params())
 
 
 def weights_equal(a: Any, b: Any) -> bool:

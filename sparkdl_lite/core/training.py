@@ -621,6 +621,24 @@ def _check_hyper(learning_rate, batch_size, epochs, seed, threads, initial_epoch
         _check_int("threads", threads, 1)
 
 
+def _network(preset: Optional[Dict[str, Any]], model: Any, warm_start: Optional[bytes], layer_params: Any, seed: int,
+             fresh: bool, loss: Optional[Dict[str, Any]], *, keep_state: bool) -> Tuple[Any, Dict[str, str], Any, Any]:
+    """(network, weight plan, a warm start's optimizer to continue or None, loss) of one training."""
+    from sparkdl_lite.core import keras_model
+
+    if warm_start is not None:
+        net = keras_model.from_archive(warm_start, compile=keep_state)
+        carried = getattr(net, "optimizer", None) if keep_state else None
+        return net, {path: "warm" for path, layer in keras_model.walk_live(net) if layer.weights}, carried, loss
+    if preset is not None:
+        return _build_preset(**preset), {}, None, loss
+    given = keras_model.from_archive(model) if isinstance(model, (bytes, bytearray)) else model
+    if loss is None and not isinstance(model, (bytes, bytearray)):
+        loss = keras_model.read_loss(given)
+    net, plan = keras_model.build_variant(given, layer_params, seed=seed, fresh=fresh)
+    return net, plan, None, loss
+
+
 def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str = "mlp",
           hidden_layers: Sequence[int] = (128,), conv_filters: Sequence[int] = (32, 64),
           dropout: float = 0.0, learning_rate: float = 1e-3, optimizer: str = "adam",
@@ -753,20 +771,8 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     keras.backend.clear_session()  # a Python worker may train many models: drop the old graphs' state
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    plan: Dict[str, str] = {}
-    carried = None  # a warm start's optimizer, whose state the new optimizer continues from
-    if warm_start is not None:
-        keep_state = schedule == "constant"  # a cosine schedule restarts with each call
-        net = keras_model.from_archive(warm_start, compile=keep_state)
-        carried = getattr(net, "optimizer", None) if keep_state else None
-        plan = {path: "warm" for path, layer in keras_model.walk_live(net) if layer.weights}
-    elif preset is not None:
-        net = _build_preset(**preset)
-    else:
-        given = keras_model.from_archive(model) if isinstance(model, (bytes, bytearray)) else model
-        if loss is None and not isinstance(model, (bytes, bytearray)):
-            loss = keras_model.read_loss(given)
-        net, plan = keras_model.build_variant(given, layer_params, seed=seed, fresh=fresh_weights)
+    net, plan, carried, loss = _network(preset, model, warm_start, layer_params, seed, fresh_weights, loss,
+                                        keep_state=schedule == "constant")  # a cosine schedule restarts each call
     units, activation = keras_model.output_head(net)
     info = keras_model.ModelInfo(input_shape=tuple(net.inputs[0].shape[1:]), units=units, activation=activation,
                                  loss=loss)

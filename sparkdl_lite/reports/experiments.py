@@ -297,7 +297,7 @@ def _search(est: Any, param_maps: List[Any], settings: TuneSettings) -> _Search:
         split = {"numFolds": folds} if folds is not None else {"trainRatio": 1.0 - fraction}
         tuner: Any = HalvingSearch(factor=settings.factor, minResource=settings.min_epochs, maxResource=settings.epochs,
                                    resource="epochs", **common, **split)
-        plan = tuner._validate()  # a bad factor or epoch range fails before any Spark job
+        plan = tuner.plan()  # a bad factor or epoch range fails before any Spark job
         how = (f"successive halving (HalvingSearch, factor {plan['factor']:g}, {plan['min']} to {plan['max']} epochs) on "
                + (f"{folds}-fold cross-validation" if folds is not None
                   else f"a train/validation split, {fraction:.0%} held out"))

@@ -36,7 +36,7 @@ from sparkdl_lite.runner import engine, task_data
 from sparkdl_lite.runner import epochs as epoch_board
 
 __all__ = ["TaskSpec", "TaskResult", "TRAIN_JOB_TAG", "run", "longest_first", "lone_task_profile", "ModelIterator",
-           "pack_archives", "estimate_work"]
+           "pack_archives", "estimate_work", "add_archive", "FitTask", "Fitted"]
 
 TRAIN_JOB_TAG = "sparkdl_lite.train"  # Spark job tag of the training jobs (the CLI's progress line counts their tasks)
 
@@ -95,6 +95,28 @@ class TaskResult(NamedTuple):
             result = cls(**{k: (json.loads(v) if k in _JSON_FIELDS and v is not None else v) for k, v in row.items()})
             out[result.index] = result
         return out
+
+
+class FitTask(NamedTuple):
+    """One training of :func:`sparkdl_lite.classifier.fit_tasks`: its rows and param map; optionally the model it continues
+    (a warm start: ``epochs`` more epochs, the history continued) and held-out rows it predicts."""
+
+    dataset: Any  # a DataFrame
+    params: Dict[Any, Any]  # a param map
+    start: Any = None  # a TFClassificationModel
+    validation: Any = None  # a DataFrame
+
+
+class Fitted(NamedTuple):
+    """The outcome of one :class:`FitTask`: the model, or the error (a ``RuntimeError`` naming it).
+
+    ``labels`` and ``predictions`` are the held-out rows' labels and predicted classes (numpy
+    arrays) when the task predicted them; a diverged model has ``trainingInfo["diverged"]``."""
+
+    model: Any  # a TFClassificationModel, or None
+    error: Optional[BaseException]
+    labels: Optional[np.ndarray] = None
+    predictions: Optional[np.ndarray] = None
 
 
 def _arrow_type(hint: Any) -> pa.DataType:
@@ -215,6 +237,15 @@ def estimate_work(data_shape: Sequence[int], train: Dict[str, Any], size: Option
         except (ValueError, TypeError):  # the task reports the bad param; its place in the job is moot
             per_row = 0
     return float(data_shape[0]) * int(train["epochs"]) * per_row
+
+
+def add_archive(archive: bytes, archives: Dict[str, bytes]) -> str:
+    """Put a Keras archive into ``archives`` under its content hash, which a TaskSpec names; return the key."""
+    import hashlib
+
+    key = hashlib.sha256(archive).hexdigest()
+    archives[key] = archive
+    return key
 
 
 def pack_archives(archives: Mapping[str, bytes]) -> bytes:
