@@ -6,12 +6,15 @@ left or the budget reaches ``maxResource``; then the best param map is refit on 
 budget (``resource``) is either
 
 - ``"rows"``: a growing random sample of the training rows (nested: a rung's sample holds the
-  previous rung's), for any Spark ML estimator; a rung's fits run concurrently on a thread pool
-  of ``parallelism`` threads through ``estimator.fitMultiple``, as Spark's own tuners do; or
-- ``"epochs"``: epochs of a :class:`~sparkdl_lite.TFClassifier`. Each rung trains every surviving
-  param map (and fold) in one Spark job, and a survivor continues from the weights it reached
-  (``TFClassifier._fit_tasks``), so a model that reaches the last rung has trained
-  ``maxResource`` epochs in all, not the sum of every rung's budget.
+  previous rung's), for any Spark ML estimator; or
+- ``"epochs"``: epochs of a :class:`~sparkdl_lite.TFClassifier`: a survivor continues from the
+  weights it reached, so a model that reaches the last rung has trained ``maxResource`` epochs
+  in all, not the sum of every rung's budget.
+
+One rung engine serves both (:class:`_Rungs`): the resource only changes a trial's inputs. A
+``TFClassifier`` trains a whole rung (every survivor and fold) in one Spark job through
+:func:`sparkdl_lite.classifier.fit_tasks`; any other estimator fits each trial on a thread pool of
+``parallelism`` threads, as Spark's own tuners do.
 
 Spark layer, thin: no TensorFlow import, no SparkContext.
 """
@@ -333,8 +336,8 @@ class HalvingSearch(Estimator, _HalvingSearchParams, MLReadable, MLWritable):
     resource : {"epochs", "rows"}, optional
         Default: ``"epochs"`` for a ``TFClassifier``, ``"rows"`` otherwise.
     parallelism : int, default 1
-        Threads fitting and scoring a rung's param maps concurrently (``"rows"``), or scoring them
-        (``"epochs"``, where each rung trains in one Spark job).
+        Threads scoring a rung's param maps concurrently, and fitting them for an estimator other
+        than a ``TFClassifier`` (which trains each rung in one Spark job, either resource).
     seed : int, optional
         Seed of the split and of the row samples.
     collectSubModels : bool, default False
