@@ -21,7 +21,7 @@ import numpy as np
 from sparkdl_lite.core.graph import TFGraph
 
 __all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "hyperparam_kwargs",
-           "scale_problem", "check_reshape", "first_non_integral", "TrainResult", "build_model", "train", "freeze", "preprocess",
+           "scale_problem", "check_reshape", "first_non_integral", "classes_from_labels", "TrainResult", "build_model", "train", "freeze", "preprocess",
            "resolve_head", "check_input_shape", "preset_work"]
 
 ARCHITECTURES = ("mlp", "cnn")
@@ -515,6 +515,25 @@ def first_non_integral(y: np.ndarray) -> Optional[float]:
         return None
     integral = np.isfinite(y) & (y == np.round(y))
     return None if integral.all() else float(y[~integral][0])
+
+
+def classes_from_labels(bad: Optional[float], low: float, high: float, metadata: Optional[Dict[str, Any]], what: str,
+                        who: str = _WHO) -> int:
+    """K, the number of classes, of labels whose first non-integral value is ``bad`` (None: all whole)
+    and whose range is ``low..high``: ``high + 1``, or the label's nominal attribute count (Spark ML
+    column ``metadata``) when larger. Raises the one clear error of each kind of bad label."""
+    if bad is not None:
+        raise ValueError(f"{who}: {what} must hold integral class indices 0..K-1; got {bad!r}. "
+                         f"Use StringIndexer to turn other labels into indices.")
+    if low < 0:
+        raise ValueError(f"{who}: {what} must hold class indices >= 0; got {int(low)!r}.")
+    k = int(high) + 1
+    attr = (metadata or {}).get("ml_attr", {})
+    if attr.get("type") == "nominal":
+        k = max(k, len(attr.get("vals") or []), int(attr.get("num_vals") or 0))
+    if k < 2:
+        raise ValueError(f"{who}: {what} holds only class 0; a classifier needs at least 2 classes.")
+    return k
 
 
 def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:

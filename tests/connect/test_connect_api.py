@@ -22,11 +22,11 @@ from sparkdl_lite import (
     TFGraph,
     TFImageTransformer,
     TFTransformer,
-    engine,
     images_from_numpy,
     read_images,
 )
 from sparkdl_lite.core.datasets import load_digits_split
+from sparkdl_lite.runner import engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures", "v0_1_0")
