@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 
 from sparkdl_lite.core.jsonable import plain
 from sparkdl_lite.core.training import HYPERPARAMS
-from sparkdl_lite.params import HasGraph, TFClassifierParams, describe
+from sparkdl_lite.params import HasGraph, HasTrainingData, TFClassifierParams, describe
 from sparkdl_lite.persistence import GraphStageReader, GraphStageWriter, StageDataReader, StageDataWriter
 from sparkdl_lite.runner import engine, task_data, train_job
 
@@ -47,7 +47,7 @@ _LABEL_TYPES = (T.FloatType, T.DoubleType, T.IntegerType, T.LongType, T.ShortTyp
 
 
 # ============================================================================ estimator
-class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
+class TFClassifier(Estimator, TFClassifierParams, HasTrainingData, MLReadable, MLWritable):
     """Train a TensorFlow (Keras) classifier on a DataFrame, one param map per Spark task.
 
     The network is either a built-in preset (``architecture`` ``mlp`` or ``cnn``, sized by
@@ -60,13 +60,11 @@ class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
     Features are a Spark ML vector, an ``array<float|double>`` or an image struct (uint8 pixels
     in ``channelOrder``; a preset scales them by 1/255, a model of your own gets 0-255 unless
     ``scale`` says otherwise), reshaped to the model's input. Labels are integral class
-    indices ``0..K-1``; K is the largest label + 1. ``fit`` and ``fitMultiple`` collect the data
-    once through Arrow, broadcast it once and train each param map in its own Spark task on an
-    executor, with TensorFlow using that task's CPUs (``spark.task.cpus``). A lone param map
-    (``fit``, the refit of a tuner's best model) asks for a whole executor's cores instead, by
-    stage-level scheduling, where the cluster manager supports it (standalone, YARN, Kubernetes
-    with dynamic allocation off; not local mode). ``CrossValidator`` and ``TrainValidationSplit``
-    use :meth:`fitMultiple` unchanged.
+    indices ``0..K-1``; K is the largest label + 1. ``fit`` and ``fitMultiple`` train each param map
+    in its own Spark task, TensorFlow on that task's CPUs; the rows reach the tasks once, shipped
+    or staged as Parquet and streamed (``trainingData``). A lone param map asks for a whole
+    executor's cores by stage-level scheduling where the cluster manager supports it (not local
+    mode). ``CrossValidator`` and ``TrainValidationSplit`` use :meth:`fitMultiple` unchanged.
 
     Parameters
     ----------
@@ -165,7 +163,8 @@ class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
                  epochs: int = 5,
                  inputShape: Optional[List[int]] = None, seed: int = 0, model: Any = None,
                  layerParams: Optional[Dict[str, Any]] = None, initialWeights: str = "model",
-                 channelOrder: str = "RGB", scale: Optional[float] = None) -> None:
+                 channelOrder: str = "RGB", scale: Optional[float] = None, trainingData: str = "auto",
+                 stagingDir: Optional[str] = None) -> None:
         super().__init__()
         kwargs = dict(self._input_kwargs)
         if "model" in kwargs:
@@ -181,7 +180,8 @@ class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
                   epochs: int = 5,
                   inputShape: Optional[List[int]] = None, seed: int = 0, model: Any = None,
                   layerParams: Optional[Dict[str, Any]] = None, initialWeights: str = "model",
-                  channelOrder: str = "RGB", scale: Optional[float] = None) -> TFClassifier:
+                  channelOrder: str = "RGB", scale: Optional[float] = None, trainingData: str = "auto",
+                  stagingDir: Optional[str] = None) -> TFClassifier:
         """Set any of the constructor's params (keyword only)."""
         kwargs = dict(self._input_kwargs)
         if "model" in kwargs:
@@ -301,8 +301,15 @@ class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
     def setSeed(self, value: int) -> TFClassifier:
         return self._set(seed=value)
 
+    def setTrainingData(self, value: str) -> TFClassifier:
+        return self._set(trainingData=value)
+
+    def setStagingDir(self, value: Optional[str]) -> TFClassifier:
+        return self._set(stagingDir=value)
+
     def _validate(self, schema: T.StructType) -> str:
         kind = super()._validate(schema)
+        self._check_training_data()
         if self._keras_archive is not None:
             both = [p for p in _PRESET_PARAMS if self.isSet(self.getParam(p))]
             if both:
@@ -383,16 +390,6 @@ class TFClassifier(Estimator, TFClassifierParams, MLReadable, MLWritable):
         return out
 
 
-def _check_start(start: TFClassificationModel, feature_shape: Sequence[int], num_classes: int) -> None:
-    graph_shape = start.graph.tensor(INPUT_TENSOR).shape
-    if graph_shape is not None and tuple(graph_shape[1:]) != tuple(feature_shape):
-        raise ValueError(f"TFClassifier: the warm-start model takes feature rows of shape {list(graph_shape[1:])} but "
-                         f"the data's rows have shape {list(feature_shape)}.")
-    if start.numClasses < num_classes:
-        raise ValueError(f"TFClassifier: the warm-start model has {start.numClasses} classes but the labels hold "
-                         f"{num_classes}.")
-
-
 def _scorer(graph: Any, features: str, outputs: Dict[str, str], batch_size: int, *, image: bool,
             error_mode: str = "fail") -> Any:
     """The stage that runs a classifier's graph: TFImageTransformer on image structs (raw pixels as
@@ -454,18 +451,19 @@ class _TrainingJob:
         # imports TensorFlow in every Python worker while the driver collects the data below.
         probe = engine.check_executors(spark, background=True)
         held = data if data is not None else task_data.TaskData()
-        keys = _stage_data(spark, estimator.uid, {i: tasks[i] for i in estimators}, estimators, kinds, held)
-        probe.wait()
+        plan = task_data.DataPlan(estimator.getTrainingData(), estimator.getStagingDir())
         archives: Dict[str, bytes] = {}
-        specs = []
-        for i, est in estimators.items():
-            try:
-                specs.append(_spec(i, est, kinds[i], tasks[i], keys[i], held, variants, archives, maps, longest))
-            except (ValueError, TypeError) as exc:
-                if not isolate:
-                    raise
-                rejected[i] = exc
-        return cls(estimator, tasks, estimators, train_job.longest_first(specs), held, archives,
+        try:
+            keys = _stage_data(spark, estimator.uid, {i: tasks[i] for i in estimators}, estimators, kinds, held, plan)
+            probe.wait()
+            specs = [_named(maps, i, functools.partial(_spec, i, est, kinds[i], tasks[i], keys[i], held, variants, archives,
+                                                       maps, longest), rejected if isolate else None)
+                     for i, est in estimators.items()]
+        except BaseException:
+            if data is None:
+                held.close()  # nothing will train: staged files go now (a caller's data is the caller's to close)
+            raise
+        return cls(estimator, tasks, estimators, train_job.longest_first([s for s in specs if s is not None]), held, archives,
                    keep=data is not None, rejected=rejected)
 
     def run(self) -> Dict[int, train_job.TaskResult]:
@@ -502,14 +500,20 @@ class _TrainingJob:
         score = self.by_index[index].score
         if result.scores is None or score is None:
             return train_job.Fitted(model, None)
-        return train_job.Fitted(model, None, self.data.labels(score), np.frombuffer(result.scores, dtype=np.int32))
+        labels = np.frombuffer(result.labels, dtype=np.int32) if result.labels is not None else self.data.labels(score)
+        return train_job.Fitted(model, None, labels, np.frombuffer(result.scores, dtype=np.int32))
 
 
-def _named(maps: List[Dict[Param, Any]], i: int, fn: Callable[[], Any]) -> Any:
-    """``fn()``, its ValueError / TypeError naming param map ``i`` (unless it is the only one)."""
+def _named(maps: List[Dict[Param, Any]], i: int, fn: Callable[[], Any],
+           rejected: Optional[Dict[int, BaseException]] = None) -> Any:
+    """``fn()``, its ValueError / TypeError naming param map ``i`` (unless it is the only one); with
+    ``rejected`` the error is kept there under ``i`` and None returned."""
     try:
         return fn()
     except (ValueError, TypeError) as exc:
+        if rejected is not None:
+            rejected[i] = exc
+            return None
         if len(maps) == 1:
             raise
         raise type(exc)(f"{exc} (param map {i}: {describe(maps[i])})") from None
@@ -525,14 +529,9 @@ def _validate_tasks(estimator: TFClassifier, tasks: List[train_job.FitTask], map
     rejected: Dict[int, BaseException] = {}
     for i, task in enumerate(tasks):
         est = estimator.copy(task.params)
-        try:
-            kinds[i] = _named(maps, i, functools.partial(_validate_task, est, task, i))
-        except (ValueError, TypeError) as exc:
-            if not isolate:
-                raise
-            rejected[i] = exc
-            continue
-        estimators[i] = est
+        kind = _named(maps, i, functools.partial(_validate_task, est, task, i), rejected if isolate else None)
+        if kind is not None:
+            estimators[i], kinds[i] = est, kind
     return estimators, kinds, rejected
 
 
@@ -551,7 +550,8 @@ def _validate_task(est: TFClassifier, task: train_job.FitTask, i: int) -> str:
 
 
 def _stage_data(spark: Any, uid: str, tasks: Dict[int, train_job.FitTask], estimators: Dict[int, TFClassifier],
-                kinds: Dict[int, str], data: task_data.TaskData) -> Dict[int, Tuple[int, Optional[int]]]:
+                kinds: Dict[int, str], data: task_data.TaskData, plan: task_data.DataPlan
+                ) -> Dict[int, Tuple[int, Optional[int]]]:
     """Collect every DataFrame ``data`` lacks (concurrently); each task's (training key, held-out key)."""
     frames = []
     for i, task in tasks.items():
@@ -559,7 +559,7 @@ def _stage_data(spark: Any, uid: str, tasks: Dict[int, train_job.FitTask], estim
         frames.append(task_data.Frame(task.dataset, features, label, kinds[i], "features"))
         if task.validation is not None:
             frames.append(task_data.Frame(task.validation, features, label, kinds[i], "validation rows"))
-    data.collect(spark, frames, f"TFClassifier {uid}: collect {{what}} for {len(tasks)} task(s)")
+    data.collect(spark, frames, f"TFClassifier {uid}: collect or stage {{what}} for {len(tasks)} task(s)", plan)
     keys = {}
     for i, task in tasks.items():
         features, label = estimators[i].getFeaturesCol(), estimators[i].getLabelCol()
@@ -585,7 +585,8 @@ def _spec(i: int, est: TFClassifier, kind: str, task: train_job.FitTask, keys: T
         refs["warm_start"] = train_job.add_archive(task.start._keras_archive, archives)
         kwargs.update(initial_epoch=len(task.start.history),
                       loss=est._model_info.loss if est._keras_archive is not None else None)
-        _named(maps, i, functools.partial(_check_start, task.start, shape[1:], kwargs["num_classes"]))
+        _named(maps, i, functools.partial(training.check_warm_start, task.start.graph.tensor(INPUT_TENSOR).shape,
+                                          task.start.numClasses, shape[1:], kwargs["num_classes"]))
     elif est._keras_archive is not None:
         info, size = variants[json.dumps(est.getLayerParams(), sort_keys=True)]
 

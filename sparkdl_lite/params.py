@@ -12,7 +12,7 @@ from sparkdl_lite.core.training import HYPERPARAMS, hyperparam_kwargs, hyperpara
 from sparkdl_lite.runner import task_data
 
 __all__ = ["HasBatchSize", "HasOutputMode", "HasGraph", "to_str_dict", "to_int_list", "to_layer_params",
-           "to_optional_float", "check", "describe", "TFClassifierParams",
+           "to_optional_float", "check", "describe", "TFClassifierParams", "HasTrainingData",
            "INITIAL_WEIGHTS", "CHANNEL_ORDERS"]
 
 INITIAL_WEIGHTS = ("model", "fresh")  # values of TFClassifier's param initialWeights
@@ -80,6 +80,43 @@ def check(ok: bool, message: str) -> None:
 def describe(param_map: Dict[Param, Any]) -> str:
     """A param map for an error message: ``{learningRate: 0.01, epochs: 3}``."""
     return "{" + ", ".join(f"{p.name}: {v!r}" for p, v in param_map.items()) + "}"
+
+
+def _to_optional_string(value: Any) -> Optional[str]:
+    return None if value is None else TypeConverters.toString(value)
+
+
+class HasTrainingData(Params):
+    """Mixin for params trainingData and stagingDir: how a fit's rows reach its training tasks."""
+
+    trainingData: Param[str] = Param(
+        Params._dummy(), "trainingData",
+        "How the training tasks get the rows: 'ship' (collected to the driver and shipped once; every task "
+        "holds them in memory: fastest for small data), 'stream' (staged once as Parquet at stagingDir; every "
+        "task streams them with bounded memory: data larger than the driver) or 'auto' (stream when the training "
+        "columns are estimated above half of spark.driver.maxResultSize, else ship).",
+        typeConverter=TypeConverters.toString)
+    stagingDir: Param[Optional[str]] = Param(
+        Params._dummy(), "stagingDir",
+        "Where 'stream' stages the rows: a URI every executor can read (hdfs://..., s3a://..., gs://..., file:// "
+        "on a shared disk). None: the Spark conf spark.sparkdl_lite.stagingDir, else (local mode) a temporary "
+        "directory under spark.local.dir. Staged files are removed when the fit ends.",
+        typeConverter=_to_optional_string)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(trainingData="auto", stagingDir=None)
+
+    def getTrainingData(self) -> str:
+        return self.getOrDefault(self.trainingData)
+
+    def getStagingDir(self) -> Optional[str]:
+        return self.getOrDefault(self.stagingDir)
+
+    def _check_training_data(self) -> None:
+        path = self.getTrainingData()
+        check(path in task_data.DATA_PATHS, f"{type(self).__name__}: param 'trainingData' must be one of "
+                                            f"{list(task_data.DATA_PATHS)}; got {path!r}.")
 
 
 class HasBatchSize(Params):

@@ -1,5 +1,6 @@
 """The sparkdl-lite command, in-process on the session's SparkSession (cli never stops a session it did not start)."""
 import argparse
+import csv
 import json
 import os
 import re
@@ -176,3 +177,116 @@ def test_commands_are_tune_label_images():
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(["bench"])
     assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------------------- tune on the user's data (#23 item 7)
+def _digits_frame(spark, vector=False):
+    """scikit-learn's 1,797 real 8x8 digits: 64 pixel values 0-16 as array<double> (or a vector) `pixels`, label `digit`."""
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql import types as T
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = [Vectors.dense(x) if vector else [float(v) for v in x] for x in digits.data]
+    schema = T.StructType([T.StructField("pixels", VectorUDT() if vector else T.ArrayType(T.DoubleType())),
+                           T.StructField("digit", T.LongType()), T.StructField("note", T.StringType())])
+    return spark.createDataFrame([(p, int(y), "x") for p, y in zip(pixels, digits.target)], schema)
+
+
+@pytest.fixture(scope="module")
+def digits_parquet(spark, tmp_path_factory):
+    path = tmp_path_factory.mktemp("user") / "digits"
+    _digits_frame(spark).write.parquet(str(path))
+    return path
+
+
+def test_data_kind_rule(tmp_path):
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert cli.data_kind("fashion-mnist") == cli.data_kind("MNIST") == "builtin"
+    assert cli.data_kind(str(idx)) == "idx"
+    assert cli.data_kind(str(tmp_path)) == "parquet"  # an existing path that holds no IDX files
+    for value in ("s3a://bucket/digits", "hdfs:///data/d", "file:///tmp/x", "digits.parquet", "data/digits"):
+        assert cli.data_kind(value) == "parquet", value
+    assert cli.data_kind("db.digits") == cli.data_kind("digits") == "table"
+
+
+def test_tune_parquet_dir_with_column_flags_writes_the_report(spark, digits_parquet, tmp_path, capsys):
+    out = tmp_path / "tune"
+    code = cli.main(["tune", "--data", str(digits_parquet), "--features-col", "pixels", "--label-col", "digit",
+                     "--grid", "learningRate=1e-3,3e-3", "--epochs", "2", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert not spark.sparkContext._jsc.sc().isStopped()
+    for name in ("results.csv", "results.json", "sensitivity.png", "report.md", "best_model/metadata"):
+        assert os.path.exists(out / name), name
+    report = (out / "report.md").read_text()
+    data_line = next(line for line in report.splitlines() if line.startswith("- **data**"))
+    assert f"Parquet {str(digits_parquet)!r}" in data_line
+    assert "column 'pixels' (array<double>)" in data_line and "label: column 'digit'" in data_line
+    assert "10 classes" in data_line and "20% of the rows by randomSplit, seed 0" in data_line
+    assert "trainingData=auto" in report
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(float(r["learningRate"]) for r in rows) == [1e-3, 3e-3]
+    doc = json.loads((out / "results.json").read_text())
+    data = doc["data"]
+    assert (data["features_col"], data["label_col"], data["features_kind"]) == ("pixels", "digit", "array")
+    assert data["train_rows"] + data["test_rows"] == 1797 and 250 < data["test_rows"] < 470
+    test = doc["test"]
+    assert test["best"]["test_accuracy"] > 0.8, test  # 1,797 real digits: 2 epochs of an MLP already learn them
+    assert 0.0 < test["default"]["test_accuracy"] <= 1.0
+    assert re.search(rf"\| tuned best \| .* \| {test['best']['test_accuracy']:.4f} \|", report)
+
+    from sparkdl_lite.classifier import TFClassificationModel
+
+    model = TFClassificationModel.load(str(out / "best_model"))
+    assert (model.getFeaturesCol(), model.numClasses) == ("pixels", 10)
+
+
+def test_tune_table_vector_column_test_data_and_sample(spark, digits_parquet, tmp_path, capsys):
+    frame = _digits_frame(spark, vector=True)
+    frame.createOrReplaceTempView("sparkdl_lite_digits")
+    test_dir = tmp_path / "test.parquet"
+    frame.limit(300).write.parquet(str(test_dir))
+    out, stage = tmp_path / "tune", tmp_path / "stage"
+    code = cli.main(["tune", "--data", "sparkdl_lite_digits", "--features-col", "pixels", "--label-col", "digit",
+                     "--test-data", str(test_dir), "--sample", "200", "--grid", "learningRate=3e-3", "--epochs", "1",
+                     "--training-data", "stream", "--staging-dir", stage.as_uri(), "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((out / "results.json").read_text())
+    assert (doc["data"]["train_rows"], doc["data"]["test_rows"]) == (200, 40)  # --sample N: N and N // 5 rows
+    assert doc["data"]["source"] == "table 'sparkdl_lite_digits'" and doc["data"]["features_kind"] == "vector"
+    assert f"test rows: Parquet {str(test_dir)!r}" in doc["setup"]["data"]
+    assert f"trainingData=stream, stagingDir={stage.as_uri()}" in doc["setup"]["fixed params"]
+
+    from sparkdl_lite.classifier import TFClassificationModel
+
+    model = TFClassificationModel.load(str(out / "best_model"))
+    assert model.trainingInfo["data"] == "stream"  # the refit read the rows staged as Parquet, not shipped ones
+    assert not stage.exists() or not any(stage.iterdir())  # staged files removed when the fits ended
+
+
+def test_tune_user_data_errors_are_one_clear_line(spark, digits_parquet, tmp_path, capsys):
+    base = ["tune", "--data", str(digits_parquet), "--grid", "learningRate=1e-3", "--out", str(tmp_path / "o")]
+    assert cli.main(base + ["--features-col", "pixel", "--label-col", "digit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"sparkdl-lite tune: error: --features-col 'pixel' is not a column of Parquet {str(digits_parquet)!r}. "
+                   f"Available columns: ['pixels', 'digit', 'note'].")
+    assert cli.main(base + ["--features-col", "pixels"]) == 2  # --label-col defaults to 'label'
+    assert "--label-col 'label' is not a column of" in capsys.readouterr().err
+    assert cli.main(base + ["--features-col", "note", "--label-col", "digit"]) == 2
+    assert ("--features-col 'note' of Parquet" in (err := capsys.readouterr().err)
+            and "must be a Spark ML vector, an array of numbers or an image struct; got string." in err)
+    assert cli.main(base + ["--features-col", "pixels", "--label-col", "digit", "--architecture", "cnn"]) == 2
+    assert "--architecture cnn needs image-shaped features" in (err := capsys.readouterr().err) and "--input-shape" in err
+    assert cli.main(base + ["--features-col", "pixels", "--label-col", "digit", "--input-shape", "8xx1"]) == 2
+    assert "--input-shape must be sizes >= 1 joined by x" in capsys.readouterr().err
+    assert cli.main(base + ["--features-col", "pixels", "--label-col", "digit", "--test-fraction", "1.5"]) == 2
+    assert "--test-fraction must be in (0, 1); got 1.5." in capsys.readouterr().err
+    assert cli.main(["tune", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    assert cli.main(["tune", "--data", "no_such_table_xyz", "--out", str(tmp_path / "o")]) == 2
+    assert "--data 'no_such_table_xyz':" in (err := capsys.readouterr().err) and "read as a table name" in err
+    assert cli.main(["tune", "--data", "fashion-mnist", "--features-col", "pixels", "--out", str(tmp_path / "o")]) == 2
+    assert "--features-col applies to Parquet or table data" in capsys.readouterr().err

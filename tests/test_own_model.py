@@ -55,13 +55,16 @@ def test_spark_task_and_plain_keras_end_with_the_same_weights(spark, dfs, digits
     given = two_branch(seed=4)
     model = TFClassifier(model=given, epochs=2, batchSize=50, learningRate=3e-3, seed=11).fit(dfs[0])
     assert model.trainingInfo["taskCpus"] == 1 and set(model.trainingInfo["weights"].values()) == {"given"}
-    # plain Keras, in this process, on the same rows in the same order with the same seed
+    # plain Keras, in this process, on the same batches (each epoch its own order, from the seed) with the same seed
+    from sparkdl_lite.core.training import epoch_batches
+
     keras.utils.set_random_seed(11)
     ref = keras.Model.from_config(given.get_config())
     ref.set_weights(given.get_weights())
     keras.utils.set_random_seed(11)
     ref.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy())
-    ref.fit(x_train[:600].astype("float32"), y_train[:600], batch_size=50, epochs=2, shuffle=True, verbose=0)
+    batches = epoch_batches(x_train[:600].astype("float32"), y_train[:600].astype("int64"), 50, seed=11, epochs=2)
+    ref.fit(batches, epochs=2, steps_per_epoch=12, shuffle=False, verbose=0)
     trained = model.kerasModel
     for a, b in zip(trained.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -145,10 +148,10 @@ def test_refused_on_the_driver_without_a_training_job(spark, dfs):
     collect_jobs = job_count(spark) - before
     image_net = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(ValueError, match=r"has shape \[64\] \(64 values\) but the model's input has shape \[28, 28, 1\] \(784 values\)"):
-        TFClassifier(model=image_net).fit(train_df)
+        TFClassifier(model=image_net, trainingData="ship").fit(train_df)  # 'auto' would add its size estimate
     five = keras.Sequential([keras.Input((64,)), keras.layers.Dense(5, name="out")])
     with pytest.raises(ValueError, match="the model has 5 output units but the labels hold 10 classes"):
-        TFClassifier(model=five).fit(train_df)
+        TFClassifier(model=five, trainingData="ship").fit(train_df)
     assert job_count(spark) - before == 3 * collect_jobs
 
 

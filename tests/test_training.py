@@ -119,7 +119,7 @@ def test_build_model_layers_and_pooling():
 
 def test_diverging_loss_stops_without_raising(digits):
     x_train, x_test, y_train, _ = digits
-    result = train(x_train, y_train, num_classes=10, optimizer="sgd", learning_rate=1e6, epochs=5)
+    result = train(x_train, y_train, num_classes=10, optimizer="sgd", learning_rate=1e10, epochs=5)
     assert result.diverged
     assert 1 <= len(result.history) < 5
     assert not np.isfinite(result.history[-1]["loss"])
@@ -178,23 +178,47 @@ def test_a_warm_start_continues_the_optimizer_state(digits):
     assert int(keras_model.from_archive(rest.model, compile=True).optimizer.iterations.numpy()) == 2 * 8
 
 
-def test_shuffled_batches_are_keras_own_with_autotuning_off(digits):
+def test_epoch_batches_give_every_epoch_its_own_order_and_a_seed_repeats_them(digits):
     """The batches train() fits on: every row once per epoch in a shuffled order (the last batch partial),
-    tf.data's autotuning off (its thread made every epoch's end wait), the cardinality known to Keras."""
-    from sparkdl_lite.core.training import _shuffled_batches
+    each epoch in a different order, the same seed and epochs the same orders (a warm start from epoch 2
+    sees what one longer fit saw there), tf.data's autotuning off (its thread made every epoch's end wait)."""
+    from sparkdl_lite.core.training import epoch_batches
 
     x_train, _, y_train, _ = digits
     x, y = x_train[:300].astype(np.float32), np.arange(300)  # y: the row number, to follow the rows
-    batches = _shuffled_batches(x, y, 64)
+    batches = epoch_batches(x, y, 64, seed=5, epochs=3)
     assert batches.options().autotune.enabled is False
-    assert int(batches.cardinality()) == 5
-    for _ in range(2):
-        got = [(bx.numpy(), by.numpy()) for bx, by in batches]
-        assert [len(by) for _, by in got] == [64, 64, 64, 64, 44]
-        rows = np.concatenate([by for _, by in got])
+    got = [(bx.numpy(), by.numpy()) for bx, by in batches]
+    assert [len(by) for _, by in got] == [64, 64, 64, 64, 44] * 3
+    orders = []
+    for e in range(3):
+        epoch = got[5 * e: 5 * (e + 1)]
+        rows = np.concatenate([by for _, by in epoch])
         assert sorted(rows.tolist()) == list(range(300))
-        np.testing.assert_array_equal(np.concatenate([bx for bx, _ in got]), x[rows])
+        np.testing.assert_array_equal(np.concatenate([bx for bx, _ in epoch]), x[rows])
         assert not np.array_equal(rows, np.arange(300))
+        orders.append(rows)
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    again = np.concatenate([by.numpy() for _, by in epoch_batches(x, y, 64, seed=5, epochs=3)])
+    np.testing.assert_array_equal(again, np.concatenate(orders))
+    later = np.concatenate([by.numpy() for _, by in epoch_batches(x, y, 64, seed=5, first_epoch=2, epochs=1)])
+    np.testing.assert_array_equal(later, orders[2])
+    other = np.concatenate([by.numpy() for _, by in epoch_batches(x, y, 64, seed=6, epochs=1)])
+    assert not np.array_equal(other, orders[0])
+
+
+def test_a_fixed_seed_repeats_a_training_exactly_and_epochs_differ(digits):
+    """Two trainings with the same seed end with the same weights; the loss history shows epochs learning on."""
+    x_train, _, y_train, _ = digits
+    kw = dict(num_classes=10, hidden_layers=[16], epochs=3, batch_size=64, seed=3, threads=1)
+    a, b = train(x_train[:400], y_train[:400], **kw), train(x_train[:400], y_train[:400], **kw)
+    from sparkdl_lite.core import keras_model
+
+    for wa, wb in zip(keras_model.from_archive(a.model).get_weights(), keras_model.from_archive(b.model).get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    c = train(x_train[:400], y_train[:400], **{**kw, "seed": 4})
+    assert [h["loss"] for h in c.history] != [h["loss"] for h in a.history]
 
 
 _X = np.zeros((8, 64), np.float32)

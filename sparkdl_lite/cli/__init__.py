@@ -1,13 +1,16 @@
 """The ``sparkdl-lite`` command: ``tune``, ``label`` and ``images`` (the benchmarks are scripts in ``benchmarks/``).
 
 ``sparkdl-lite tune`` tunes a :class:`~sparkdl_lite.classifier.TFClassifier` on an MNIST-style
-data set with Spark's ``CrossValidator`` / ``TrainValidationSplit`` and writes a report;
+data set, a Parquet path or URI, or a table with Spark's ``CrossValidator`` / ``TrainValidationSplit``
+and writes a report;
 ``sparkdl-lite label`` applies a saved model to a folder of images; ``sparkdl-lite images``
 writes test images as PNG files (for trying ``label``). Run ``sparkdl-lite <command> -h``.
 
-The features of ``tune`` are image structs (``images_from_numpy`` of the 28x28 uint8 images,
-1 channel): the classifier scales them by 1/255 inside its graph, so the saved model labels PNG
-files read by Spark's image source directly. Imports of pyspark, TensorFlow and matplotlib are
+On a built-in data set the features of ``tune`` are image structs (``images_from_numpy`` of the
+28x28 uint8 images, 1 channel): the classifier scales them by 1/255 inside its graph, so the saved
+model labels PNG files read by Spark's image source directly. Parquet and table data stay
+DataFrames (``--features-col``, ``--label-col``): no row is collected to the driver, and the
+classifier's ``trainingData`` (``--training-data``) decides how the rows reach the training tasks. Imports of pyspark, TensorFlow and matplotlib are
 deferred so ``sparkdl-lite --version`` and ``-h`` are fast.
 """
 from __future__ import annotations
@@ -18,20 +21,30 @@ import os
 import shlex
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__
 from sparkdl_lite.cli.space import Range, parse_range, sample_configs
 from sparkdl_lite.core.training import ARCHITECTURES, HYPERPARAMS, hyperparam_kwargs  # the one table of the fixed hyperparameters
 from sparkdl_lite.runner import engine
+from sparkdl_lite.runner.task_data import DATA_PATHS  # trainingData's choices
 
-__all__ = ["main", "build_parser", "parse_grid", "TUNABLE_PARAMS", "DEFAULT_GRID", "DEFAULT_VALIDATION_FRACTION"]
+__all__ = ["main", "build_parser", "parse_grid", "data_kind", "TUNABLE_PARAMS", "DEFAULT_GRID",
+           "DEFAULT_VALIDATION_FRACTION", "DEFAULT_TEST_FRACTION", "BUILTIN_DATA"]
 
 #: Validation used when neither ``--folds`` nor ``--validation-fraction`` is given: one
 #: TrainValidationSplit with 20% of the training rows held out (K-fold costs K times the training).
 DEFAULT_VALIDATION_FRACTION = 0.2
 #: The grid of ``tune`` when ``--grid`` is not given: the reference experiment's learning rate x layer width.
 DEFAULT_GRID = "learningRate=1e-4,1e-3,1e-2 hiddenLayers=64,256,1024"
+#: Test rows of Parquet or table data when ``--test-data`` is not given: this fraction of the rows, a seeded random split.
+DEFAULT_TEST_FRACTION = 0.2
+#: The data sets ``--data`` names (read from their IDX files on the driver).
+BUILTIN_DATA = ("fashion-mnist", "mnist")
+#: How ``tune --data`` tells its forms apart (``data_kind``); also in ``tune --help``.
+DATA_RULE = ("fashion-mnist | mnist | a directory of IDX files (*-ubyte[.gz]) | a Parquet file or directory: a value "
+             "that is an existing path, contains '/', has a scheme (file://, hdfs://, s3a://, ...) or ends in .parquet "
+             "| else a table name (spark.table, e.g. db.digits)")
 
 
 class UsageError(ValueError):
@@ -293,6 +306,93 @@ def _tune_flags(args: argparse.Namespace) -> Tuple[List[Tuple[str, Any]], Option
     return grid_items, fraction, _search_configs(args, grid_items)
 
 
+# ============================================================================ tune: the data
+def data_kind(value: str) -> str:
+    """How ``tune --data`` reads ``value``: ``"builtin"``, ``"idx"``, ``"parquet"`` or ``"table"``.
+
+    A built-in name (any case, ``_`` for ``-``) unless a path of that name exists; an existing
+    directory holding IDX files (``*-ubyte``, ``*-ubyte.gz``); Parquet for any other existing path,
+    a value containing ``/``, a URI (``scheme://``) or a name ending in ``.parquet``; else a table
+    name for ``spark.table``.
+
+    Examples
+    --------
+    >>> data_kind("Fashion_MNIST"), data_kind("s3a://bucket/digits"), data_kind("db.digits")
+    ('builtin', 'parquet', 'table')
+
+    .. versionadded:: 0.3.0
+    """
+    text = os.fspath(value)
+    if text.strip().lower().replace("_", "-") in BUILTIN_DATA and not os.path.exists(text):
+        return "builtin"
+    if os.path.isdir(text) and any(n.removesuffix(".gz").endswith("-ubyte") for n in os.listdir(text)):
+        return "idx"
+    if os.path.exists(text) or "/" in text or os.sep in text or "://" in text or text.lower().rstrip("/").endswith(".parquet"):
+        return "parquet"
+    return "table"
+
+
+class _DataFlags(NamedTuple):
+    """``tune``'s data flags, checked before Spark starts."""
+
+    kind: str  # of --data: builtin | idx | parquet | table
+    test_kind: Optional[str]  # of --test-data (None: a split of --data, or a built-in test split)
+    test_fraction: Optional[float]  # None with --test-data or built-in data
+    features_col: str
+    label_col: str
+
+
+def _data_flags(args: argparse.Namespace) -> _DataFlags:
+    """Check --data, --test-data, --test-fraction and the column flags against each other."""
+    kind = data_kind(args.data)
+    if kind in ("builtin", "idx"):
+        given = [flag for flag, value in (("--features-col", args.features_col), ("--label-col", args.label_col),
+                                          ("--test-data", args.test_data), ("--test-fraction", args.test_fraction))
+                 if value is not None]
+        if given:
+            what = "a built-in data set" if kind == "builtin" else "a directory of IDX files"
+            raise UsageError(f"{given[0]} applies to Parquet or table data; --data {args.data!r} is {what}, with its "
+                             f"own columns and test split. Give --data a Parquet path or a table name, or drop {given[0]}.")
+        return _DataFlags(kind, None, None, "image", "label")
+    test_kind = None if args.test_data is None else data_kind(args.test_data)
+    if test_kind in ("builtin", "idx"):
+        raise UsageError(f"--test-data must be a Parquet path or a table name; got {args.test_data!r}, a "
+                         f"{'built-in data set' if test_kind == 'builtin' else 'directory of IDX files'}.")
+    fraction = args.test_fraction
+    if fraction is None and test_kind is None:
+        fraction = DEFAULT_TEST_FRACTION
+    if fraction is not None and not 0.0 < fraction < 1.0:
+        raise UsageError(f"--test-fraction must be in (0, 1); got {fraction}.")
+    for flag, value, k in (("--data", args.data, kind), ("--test-data", args.test_data, test_kind)):
+        if k == "parquet" and "://" not in value and not os.path.exists(value):  # a URI is checked by Spark
+            raise FileNotFoundError(f"{flag} {value!r}: no such file or directory (a value containing '/' or ending "
+                                    f"in .parquet is read as a Parquet path).")
+    return _DataFlags(kind, test_kind, fraction, args.features_col or "features", args.label_col or "label")
+
+
+def _input_shape(text: Optional[str], args: argparse.Namespace) -> Optional[List[int]]:
+    """``--input-shape 8x8x1`` as [8, 8, 1]."""
+    if text is None:
+        return None
+    if args.model:
+        raise UsageError("--input-shape sizes the built-in architectures; a --model has its own input. Drop --input-shape.")
+    parts = text.replace(",", "x").replace("X", "x").split("x")
+    if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise UsageError(f"--input-shape must be sizes >= 1 joined by x, e.g. 8x8x1 (height x width x channels); got {text!r}.")
+    return [int(p) for p in parts]
+
+
+def _frames(spark: Any, args: argparse.Namespace, flags: _DataFlags, dataset: Any) -> Tuple[Any, Any, Any]:
+    """The train and test DataFrames and their TuneData: a built-in ``dataset`` made into image structs, else read by Spark."""
+    from sparkdl_lite.reports.experiments import numpy_frames, read_frames
+
+    if dataset is not None:
+        return numpy_frames(spark, dataset)
+    return read_frames(spark, args.data, flags.kind, features_col=flags.features_col, label_col=flags.label_col,
+                       test_source=args.test_data, test_kind=flags.test_kind or "parquet",
+                       test_fraction=flags.test_fraction or DEFAULT_TEST_FRACTION, sample=args.sample, seed=args.seed)
+
+
 def _print_result(result: Dict[str, Any]) -> None:
     """The run's summary lines on stdout: best params, test accuracy, time, rungs, where the report is."""
     from sparkdl_lite.reports import tuning as tn
@@ -320,16 +420,27 @@ def _print_result(result: Dict[str, Any]) -> None:
           f"best_model/)")
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    grid_items, fraction, configs = _tune_flags(args)  # fail on a bad command line before Spark and TF start
-    t_start = time.perf_counter()
-    from sparkdl_lite.cli.progress import SparkProgress
+def _builtin(args: argparse.Namespace, flags: _DataFlags) -> Any:
+    """A built-in data set or a directory of IDX files, loaded (and --sample'd) on the driver; None for Spark data."""
+    if flags.kind not in ("builtin", "idx"):
+        return None
     from sparkdl_lite.core import datasets
 
     data = datasets.load_dataset(args.data)
     if args.sample is not None:
         n_train = min(args.sample, len(data.y_train))
         data = datasets.sample(data, n_train, min(max(1, args.sample // 5), len(data.y_test)), seed=args.seed)
+    return data
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    grid_items, fraction, configs = _tune_flags(args)  # fail on a bad command line before Spark and TF start
+    flags = _data_flags(args)
+    input_shape = _input_shape(args.input_shape, args)
+    t_start = time.perf_counter()
+    from sparkdl_lite.cli.progress import SparkProgress
+
+    dataset = _builtin(args, flags)  # a missing data set fails before Spark starts
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
 
@@ -337,6 +448,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         from sparkdl_lite.reports.experiments import TuneSettings, tune
 
+        train, test, data = _frames(spark, args, flags, dataset)
         settings = TuneSettings(grid_items=grid_items, out_dir=out_dir,
                                 model=_load_keras(args.model) if args.model else None,
                                 model_name=os.path.basename(args.model) if args.model else None,
@@ -344,12 +456,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                 seed=args.seed, folds=args.folds, fraction=fraction, parallelism=args.parallelism,
                                 command="sparkdl-lite tune " + " ".join(shlex.quote(a) for a in args.argv),
                                 configs=configs, search=args.search,
-                                factor=3.0 if args.factor is None else args.factor, min_epochs=args.min_epochs)
+                                factor=3.0 if args.factor is None else args.factor, min_epochs=args.min_epochs,
+                                training_data=args.training_data, staging_dir=args.staging_dir, input_shape=input_shape)
 
         def progress(spark_: Any, **kwargs: Any) -> Any:
             return SparkProgress(spark_, enabled=not args.no_progress, **kwargs)
 
-        result = tune(spark, data, settings, progress_factory=progress,
+        result = tune(spark, train, test, data, settings, progress_factory=progress,
                       log=lambda text: print(text, file=sys.stderr), started=t_start)
         _print_result(result)
         return 0
@@ -443,16 +556,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_tune(sub: Any) -> None:
     default = {n: spec["default"] for n, spec in HYPERPARAMS.items()}  # of the params tune does not tune
     t = sub.add_parser("tune", help="tune a TFClassifier with CrossValidator / TrainValidationSplit and write a report",
-                       description="Train the default TFClassifier and a param grid on an MNIST-style data set with "
-                                   "Spark (one model per task), refit the best, score both on the test set, and write "
-                                   "results.csv, results.json, sensitivity.png, report.md and best_model/ into --out.")
-    t.add_argument("--data", default="fashion-mnist", help="fashion-mnist | mnist | a directory of IDX files (default: fashion-mnist)")
+                       description="Train the default TFClassifier and a param grid on an MNIST-style data set, a "
+                                   "Parquet path or a table with Spark (one model per task), refit the best, score both "
+                                   "on the test set, and write results.csv, results.json, sensitivity.png, report.md "
+                                   "and best_model/ into --out.")
+    _data_args(t)
     t.add_argument("--grid", nargs="+", default=[DEFAULT_GRID], metavar="NAME=V1,V2",
                    help="params to tune, space-separated name=comma,list; 256x128 (or 256;128) inside one value is a "
                         f"two-layer list (default: \"{DEFAULT_GRID}\", the reference experiment's grid). "
                         "Tunable: " + ", ".join(TUNABLE_PARAMS))
     t.add_argument("--architecture", default=default["architecture"], choices=ARCHITECTURES,
-                   help="architecture when not tuned (default: %(default)s)")
+                   help="architecture when not tuned (default: %(default)s; mlp takes any features, cnn needs images "
+                        "or --input-shape)")
+    t.add_argument("--input-shape", metavar="HxWxC",
+                   help="reshape flat features (vector or array columns) inside the network, e.g. 8x8x1 for 64 "
+                        "values a row: what --architecture cnn needs on such data (TFClassifier's inputShape)")
     t.add_argument("--model", help="your own Keras model (a .keras file) instead of a built-in architecture; tune its "
                                    "layers with --grid \"<layer>.<key>=v1,v2\", e.g. hidden.units=64,256")
     t.add_argument("--epochs", type=int, default=default["epochs"], help="epochs when not tuned (default: %(default)s)")
@@ -464,7 +582,8 @@ def _add_tune(sub: Any) -> None:
                      help=f"hold out this fraction of the training rows (TrainValidationSplit); the default when "
                           f"--folds is not given: {DEFAULT_VALIDATION_FRACTION}")
     t.add_argument("--sample", type=int, help="quick run: a stratified sample of N training rows and N//5 test rows "
-                                              "(data rows; for N random configurations see --configs)")
+                                              "(Parquet or table data: N and N//5 seeded random rows). Data rows: for "
+                                              "N random configurations see --configs")
     t.add_argument("--search", choices=("grid", "halving"), default="grid",
                    help="grid: every configuration trains --epochs epochs (CrossValidator / TrainValidationSplit; the "
                         "default); halving: successive halving (HalvingSearch): every configuration trains "
@@ -489,6 +608,32 @@ def _add_tune(sub: Any) -> None:
                    help="seed of sampling, splits and training (default: %(default)s)")
     _output_flags(t)
     t.set_defaults(func=cmd_tune)
+
+
+def _data_args(t: argparse.ArgumentParser) -> None:
+    """--data and its column, test set and data path flags."""
+    t.add_argument("--data", default="fashion-mnist", help=f"{DATA_RULE} (default: %(default)s)")
+    t.add_argument("--features-col", metavar="COL",
+                   help="Parquet or table data: the features column, a Spark ML vector, an array of numbers or an "
+                        "image struct (default: features)")
+    t.add_argument("--label-col", metavar="COL",
+                   help="Parquet or table data: the label column, numeric class indices 0..K-1 (default: label)")
+    test = t.add_mutually_exclusive_group()
+    test.add_argument("--test-data", metavar="DATA",
+                      help="Parquet or table data: the test rows, a Parquet path or URI or a table name, with the "
+                           "same columns (default: a split of --data, see --test-fraction)")
+    test.add_argument("--test-fraction", type=float, metavar="F",
+                      help=f"Parquet or table data without --test-data: hold out this fraction of the rows as the test "
+                           f"set (DataFrame.randomSplit, seeded by --seed; default: {DEFAULT_TEST_FRACTION})")
+    t.add_argument("--training-data", choices=DATA_PATHS, default="auto",
+                   help="how the rows reach the training tasks (TFClassifier's trainingData): ship (collected once and "
+                        "held in memory by every task), stream (staged once as Parquet at --staging-dir and streamed "
+                        "with bounded memory) or auto (stream when the training columns are estimated above half of "
+                        "spark.driver.maxResultSize, else ship; default)")
+    t.add_argument("--staging-dir", metavar="URI",
+                   help="where stream stages the rows (TFClassifier's stagingDir): a URI every executor can read, "
+                        "hdfs://..., s3a://..., file:// on a shared disk (default: spark.sparkdl_lite.stagingDir, "
+                        "else in local mode a temporary directory)")
 
 
 def _add_label(sub: Any) -> None:
@@ -545,7 +690,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with quiet.cli(getattr(args, "verbose", False)):
             return int(args.func(args))
-    except (UsageError, FileNotFoundError, ValueError) as exc:
+    except (UsageError, FileNotFoundError, ValueError, TypeError) as exc:
         if os.environ.get("SPARKDL_LITE_DEBUG"):
             raise
         print(f"sparkdl-lite {args.command}: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ run in other processes:
 - ``train=1,3``: the training of param maps 1 and 3 raises inside its Spark task (read on the
   driver when the job starts, carried to its tasks as a :class:`Faults` snapshot);
 - ``train_first_attempt=0``: the first attempt of param map 0's task dies, so Spark retries it;
+- ``staged_unreadable=1``: the executors' check of staged training rows finds them unreadable;
 - ``kill_worker=/path/marker``: the first Python worker to claim (delete) that marker file exits
   hard, as a crashing worker would (read on the executor once per partition: set it before the
   session starts its workers);
@@ -76,6 +77,11 @@ class Faults:
         """Point ``train_first_attempt``: the first attempt of task ``index`` dies, so Spark retries it."""
         if attempt == 0 and index in self.indexes("train_first_attempt"):
             raise RuntimeError(f"injected failure of the first attempt of param map {index}")
+
+    def fail_reading(self, uri: str) -> None:
+        """Point ``staged_unreadable=1``: executors cannot read staged training rows (as on a driver-only disk)."""
+        if self.points.get("staged_unreadable"):
+            raise OSError(f"injected: {uri} is not readable here ({ENV})")
 
 
 def armed() -> Faults:

@@ -9,6 +9,7 @@ TensorFlow, Keras and numpy only, no pyspark.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -21,7 +22,8 @@ import numpy as np
 from sparkdl_lite.core.graph import TFGraph
 
 __all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "hyperparam_kwargs",
-           "scale_problem", "check_reshape", "first_non_integral", "classes_from_labels", "TrainResult", "build_model", "train", "freeze", "preprocess",
+           "scale_problem", "check_reshape", "first_non_integral", "classes_from_labels", "epoch_batches",
+           "check_warm_start", "TrainResult", "build_model", "train", "freeze", "preprocess",
            "resolve_head", "check_input_shape", "preset_work"]
 
 ARCHITECTURES = ("mlp", "cnn")
@@ -79,6 +81,7 @@ def hyperparam_problem(name: str, value: Any) -> Optional[str]:
 
 
 _WHO = "training"
+SHUFFLE_ROWS = 8192  # rows of the shuffle buffer when streaming staged rows (train's shuffle_rows)
 
 
 @dataclass
@@ -371,19 +374,27 @@ def resolve_head(info: Any, num_classes: int) -> Tuple[str, int, Dict[str, Any]]
     return info.head, units, loss
 
 
-def _loss_and_targets(loss: Dict[str, Any], y: np.ndarray, units: int):
+def _loss_and_metric(loss: Dict[str, Any]) -> Tuple[Any, Any]:
     import keras
 
     logits = bool(loss["from_logits"])
     name = loss["name"]
     if name == "binary_crossentropy":
-        return (keras.losses.BinaryCrossentropy(from_logits=logits), y.astype(np.float32).reshape(-1, 1),
+        return (keras.losses.BinaryCrossentropy(from_logits=logits),
                 keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0 if logits else 0.5))
     if name == "categorical_crossentropy":
-        return (keras.losses.CategoricalCrossentropy(from_logits=logits), np.eye(units, dtype=np.float32)[y],
-                keras.metrics.CategoricalAccuracy(name="accuracy"))
-    return (keras.losses.SparseCategoricalCrossentropy(from_logits=logits), y,
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+        return keras.losses.CategoricalCrossentropy(from_logits=logits), keras.metrics.CategoricalAccuracy(name="accuracy")
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=logits), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+
+def _targets(loss_name: str, y: np.ndarray, units: int) -> np.ndarray:
+    """The labels as the loss takes them: a column of floats (binary), one-hot rows (categorical), or class indices."""
+    y = np.asarray(y).astype(np.int64)
+    if loss_name == "binary_crossentropy":
+        return y.astype(np.float32).reshape(-1, 1)
+    if loss_name == "categorical_crossentropy":
+        return np.eye(units, dtype=np.float32)[y]
+    return y
 
 
 def freeze(net: Any, *, feature_shape: Sequence[int], model_shape: Sequence[int], head: str,
@@ -429,9 +440,13 @@ def freeze(net: Any, *, feature_shape: Sequence[int], model_shape: Sequence[int]
 
 
 def preprocess(x: np.ndarray, *, model_shape: Sequence[int], scale: Optional[float] = None,
-               reverse_channels: bool = False) -> np.ndarray:
-    """The training rows as the model sees them: float32, channels reversed, scaled, reshaped (as :func:`freeze`)."""
+               reverse_channels: bool = False, channels: Optional[int] = None) -> np.ndarray:
+    """The training rows as the model sees them: float32, channels reversed, scaled, reshaped (as :func:`freeze`).
+
+    ``channels`` (streamed images) keeps the first three of four channels, as a collect drops alpha."""
     x = np.asarray(x)
+    if channels == 4:
+        x = x[..., :3]
     if reverse_channels:
         x = x[..., ::-1]
     x = x.astype(np.float32)  # a copy: the caller's (broadcast) array is never written
@@ -448,6 +463,16 @@ def check_reshape(feature_shape: Sequence[int], input_shape: Optional[Sequence[i
     raise ValueError(f"{who}: param 'inputShape' {list(input_shape)} holds {math.prod(input_shape)} values but each "
                      f"{what} has shape {list(feature_shape)} ({math.prod(feature_shape)} values); their counts must be "
                      f"equal.")
+
+
+def check_warm_start(graph_shape: Optional[Sequence[Any]], model_classes: int, feature_shape: Sequence[int],
+                     num_classes: int, who: str = "TFClassifier") -> None:
+    """Raise a ValueError unless a warm-start model (its graph input's shape, its classes) fits the data."""
+    if graph_shape is not None and tuple(graph_shape[1:]) != tuple(feature_shape):
+        raise ValueError(f"{who}: the warm-start model takes feature rows of shape {list(graph_shape[1:])} but "
+                         f"the data's rows have shape {list(feature_shape)}.")
+    if model_classes < num_classes:
+        raise ValueError(f"{who}: the warm-start model has {model_classes} classes but the labels hold {num_classes}.")
 
 
 def check_input_shape(feature_shape: Sequence[int], model_shape: Sequence[int], col: str = "features") -> None:
@@ -565,30 +590,49 @@ def _check_data(x: Any, y: Any, num_classes: int) -> Tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
-    """The batches Keras ``fit`` makes of the arrays ``x``, ``y`` with ``shuffle=True``, autotuning off.
+def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, first_epoch: int = 0,
+                  epochs: int = 1) -> Any:
+    """The batches of epochs ``first_epoch .. first_epoch + epochs - 1``, each epoch in its own order.
 
-    The very pipeline ``fit`` builds from numpy arrays (Keras' array adapter: a permutation drawn
-    each time the batches are iterated, batches gathered in parallel and prefetched), so the rows
-    come in the same order and a fit on it ends with the same weights. (With a global seed set, as
-    :func:`train` sets it, tf.data draws the same permutation at every iteration, so every epoch
-    sees the first epoch's order: Keras ``fit`` on the arrays does the same, tensorflow/tensorflow#26179.)
-    Only tf.data's autotuning is off: with it on, dropping an epoch's iterator waits for the
-    autotuner's thread, 0.1-0.9 s at every epoch's end and again when ``fit`` returns on a busy
-    2-core machine (measured), a fixed cost that short trainings feel most. Returns None when
-    this Keras lacks the adapter (``fit`` then takes the arrays as they are).
+    Epoch ``e`` takes the rows in the permutation drawn from ``(seed, e)`` (a stateless shuffle),
+    so every epoch sees a different order, the same seed repeats the same sequence of orders, and
+    a warm start that continues at epoch ``e`` sees what one longer fit would have seen there.
+    (Keras ``fit`` on arrays with a global seed repeats the first epoch's order every epoch,
+    tensorflow/tensorflow#26179.) One ``tf.data`` dataset over all the epochs: ``fit`` it with
+    ``steps_per_epoch=ceil(len(x) / batch_size)``. tf.data's autotuning is off: with it on, dropping
+    an iterator waited for the autotuner's thread, 0.1-0.9 s at every epoch's end on a busy 2-core
+    machine (measured).
     """
-    try:
-        from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-    except ImportError:  # pragma: no cover - a Keras that moved its adapter
-        return None
     import tensorflow as tf
 
-    adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True)
+    n = len(x)
+    xs, ys = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    base = tf.constant(int(seed), dtype=tf.int64)
+
+    def epoch(e: Any) -> Any:
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([base, e]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
     options = tf.data.Options()
     options.autotune.enabled = False
-    batches = adapter.get_tf_dataset().with_options(options)
-    return batches.apply(tf.data.experimental.assert_cardinality(adapter.num_batches))
+    batches = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(epoch)
+    return batches.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i))).prefetch(2).with_options(options)
+
+
+def _streamed(rows: Any, prep: Callable[[np.ndarray], np.ndarray], loss_name: str, units: int, **kwargs: Any) -> Any:
+    """:func:`sparkdl_lite.core.stream.dataset` over staged rows, features preprocessed, labels as the loss takes them."""
+    import tensorflow as tf
+
+    from sparkdl_lite.core import stream
+
+    def targets(y: Any) -> Any:
+        if loss_name == "binary_crossentropy":
+            return tf.reshape(tf.cast(y, tf.float32), [-1, 1])
+        if loss_name == "categorical_crossentropy":
+            return tf.one_hot(tf.cast(y, tf.int32), units)
+        return tf.cast(y, tf.int64)
+
+    return stream.dataset(rows, transform=prep, **kwargs).map(lambda x, y: (x, targets(y)))
 
 
 def _epoch_callback(history: List[Dict[str, Any]], state: Dict[str, bool],
@@ -666,7 +710,8 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
           model: Any = None, layer_params: Optional[Dict[str, Any]] = None, fresh_weights: bool = False,
           loss: Optional[Dict[str, Any]] = None, reverse_channels: bool = False,
           warm_start: Optional[bytes] = None, initial_epoch: int = 0,
-          on_epoch: Optional[Callable[[int, int], None]] = None) -> TrainResult:
+          on_epoch: Optional[Callable[[int, int], None]] = None, rows: Any = None,
+          shuffle_rows: int = SHUFFLE_ROWS) -> TrainResult:
     """Train one classifier configuration and return its frozen inference graph.
 
     One code path for a built-in preset and for the user's own Keras model: build the network
@@ -674,10 +719,12 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     weights carried over, see :func:`sparkdl_lite.core.keras_model.build_variant`, or the model of a
     warm start), compile it with the optimizer from the params and the loss of the model
     (as compiled; else sparse categorical cross-entropy on its logits or probabilities), fit it on
-    the preprocessed rows (Keras ``fit``, shuffled every epoch) and freeze it behind the same
-    preprocessing. Randomness is seeded with ``seed`` and TF ops are deterministic, so the same
-    inputs, seed and thread count give bit-identical weights within one process, and the same
-    weights as plain Keras ``fit`` on the preprocessed arrays.
+    the preprocessed rows (Keras ``fit``; every epoch in its own order, drawn from ``seed`` and the
+    epoch's number, see :func:`epoch_batches`) and freeze it behind the same preprocessing.
+    Randomness is seeded with ``seed`` and TF ops are deterministic, so the same inputs, seed and
+    thread count give bit-identical weights within one process, and the same weights as plain
+    Keras ``fit`` on the same batches. The rows are arrays (``x``, ``y``) or staged Parquet files
+    streamed batch by batch (``rows``), whose memory is bounded by ``shuffle_rows``.
 
     Parameters
     ----------
@@ -730,6 +777,12 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     on_epoch : callable, optional
         Called after each epoch with ``(epochs done in this call, epochs of this call)``, e.g. to
         report progress; its exceptions are ignored.
+    rows : sparkdl_lite.core.stream.StagedRows, optional
+        Stream the training rows from staged Parquet files instead of ``x`` and ``y`` (both None),
+        checked where they were staged: row groups in a seeded order per epoch through a shuffle
+        buffer of ``shuffle_rows`` rows (:func:`sparkdl_lite.core.stream.dataset`).
+    shuffle_rows : int
+        Rows the shuffle buffer of ``rows`` holds (its memory, with one row group).
 
     Returns
     -------
@@ -771,10 +824,15 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     num_classes = _check_int("numClasses", num_classes, 2)
     _check_hyper(learning_rate, batch_size, epochs, seed, threads, initial_epoch)
     scale = _check_scale(scale)
-    x, y = _check_data(x, y, num_classes)
+    if rows is None:
+        x, y = _check_data(x, y, num_classes)
+        feature_shape = tuple(x.shape[1:])
+    else:  # checked by the Spark aggregate that staged them; images lose their alpha channel as in a collect
+        feature_shape = tuple(rows.feature_shape[:-1]) + (3,) if rows.kind == "binary" and rows.feature_shape[-1] == 4 \
+            else tuple(rows.feature_shape)
     preset = None
     if model is None and warm_start is None:
-        preset = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=x.shape[1:],
+        preset = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=feature_shape,
                               input_shape=input_shape, hidden_layers=hidden_layers, conv_filters=conv_filters,
                               dropout=dropout)
 
@@ -796,12 +854,21 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     info = keras_model.ModelInfo(input_shape=tuple(net.inputs[0].shape[1:]), units=units, activation=activation,
                                  loss=loss)
     model_shape = info.input_shape
-    check_input_shape(x.shape[1:], model_shape)
+    check_input_shape(feature_shape, model_shape)
     head, width, loss = resolve_head(info, num_classes)
-    loss_fn, targets, metric = _loss_and_targets(loss, y, width)
-    xp = preprocess(x, model_shape=model_shape, scale=scale, reverse_channels=reverse_channels)
-    keras.utils.set_random_seed(seed)  # fit draws dropout masks and shuffles from here, as a plain Keras fit would
-    steps = epochs * math.ceil(len(xp) / batch_size)  # this fit's optimizer steps: a warm start decays anew
+    loss_fn, metric = _loss_and_metric(loss)
+    prep = functools.partial(preprocess, model_shape=model_shape, scale=scale, reverse_channels=reverse_channels,
+                             channels=rows.feature_shape[-1] if rows is not None and rows.kind == "binary" else None)
+    keras.utils.set_random_seed(seed)  # fit draws dropout masks from here, as a plain Keras fit would
+    if rows is None:
+        per_epoch = math.ceil(len(x) / batch_size)
+        batches = epoch_batches(prep(x), _targets(loss["name"], y, width), batch_size, seed=seed,
+                                first_epoch=initial_epoch, epochs=epochs)
+    else:
+        per_epoch = rows.steps(batch_size)
+        batches = _streamed(rows, prep, loss["name"], width, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows,
+                            first_epoch=initial_epoch, epochs=epochs)
+    steps = epochs * per_epoch  # this fit's optimizer steps: a warm start decays anew
     opt = _make_optimizer(optimizer, float(learning_rate), schedule, steps)
     if carried is not None:
         _continue_optimizer(opt, carried, net)
@@ -811,14 +878,13 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     history: List[Dict[str, Any]] = []
     state = {"diverged": False}
     t_fit = time.perf_counter()
-    batches = _shuffled_batches(xp, targets, batch_size)
-    # the batches come shuffled (fit's own shuffle flag applies to arrays; with a dataset it only warns)
-    data = {"x": xp, "y": targets, "batch_size": batch_size, "shuffle": True} if batches is None else {"x": batches, "shuffle": False}
-    net.fit(**data, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, verbose=0,
-            callbacks=[_epoch_callback(history, state, on_epoch, epochs)])
-    del xp, batches, data
+    # one dataset over every epoch of this call: with steps_per_epoch Keras keeps its iterator across
+    # epochs, so Keras epoch k reads the batches of epoch initial_epoch + k (shuffle only warns on a dataset)
+    net.fit(batches, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, steps_per_epoch=per_epoch, shuffle=False,
+            verbose=0, callbacks=[_epoch_callback(history, state, on_epoch, epochs)])
+    del batches
     t_freeze = time.perf_counter()
-    graph = freeze(net, feature_shape=x.shape[1:], model_shape=model_shape, head=head, scale=scale,
+    graph = freeze(net, feature_shape=feature_shape, model_shape=model_shape, head=head, scale=scale,
                    reverse_channels=reverse_channels)
     archive = keras_model.to_archive(net)
     end = time.perf_counter()

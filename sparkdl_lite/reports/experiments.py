@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sparkdl_lite import __version__
@@ -19,7 +19,7 @@ from sparkdl_lite.core.training import HYPERPARAMS  # the one table of the fixed
 from sparkdl_lite.reports import tuning as tn
 from sparkdl_lite.runner import engine
 
-__all__ = ["TuneSettings", "tune", "label_images", "TUNE_TAG", "LABEL_TAG"]
+__all__ = ["TuneSettings", "TuneData", "numpy_frames", "read_frames", "tune", "label_images", "TUNE_TAG", "LABEL_TAG"]
 
 TUNE_TAG = "sparkdl-lite-tune"
 LABEL_TAG = "sparkdl-lite-label"
@@ -36,7 +36,9 @@ class TuneSettings:
     only describes the search space. ``search`` is ``"grid"`` (CrossValidator /
     TrainValidationSplit, every configuration at ``epochs``) or ``"halving"``
     (:class:`~sparkdl_lite.search.HalvingSearch` with ``factor``, from ``min_epochs`` (None: its
-    default) to ``epochs``).
+    default) to ``epochs``). ``training_data`` and ``staging_dir`` set the classifier's
+    ``trainingData`` (``"auto"``, ``"ship"`` or ``"stream"``) and ``stagingDir``; ``input_shape``
+    its ``inputShape`` (flat features reshaped for a ``cnn``).
     """
 
     grid_items: List[Tuple[str, List[Any]]]
@@ -56,6 +58,152 @@ class TuneSettings:
     search: str = "grid"
     factor: float = 3.0
     min_epochs: Optional[int] = None
+    training_data: str = "auto"
+    staging_dir: Optional[str] = None
+    input_shape: Optional[List[int]] = None
+
+
+# ============================================================================ the rows a tuning run uses
+@dataclass(frozen=True)
+class TuneData:
+    """What a tuning run's rows are, as its log line, ``report.md`` and ``results.json`` name them.
+
+    The rows themselves are the train and test DataFrames :func:`tune` takes. ``name`` titles the
+    report and plots; ``source`` says where the rows come from (a data set, a Parquet path or URI,
+    a table); ``test`` how the test rows were made; ``features`` what the features column holds
+    and ``features_kind`` its kind (``"image"``, ``"vector"`` or ``"array"``).
+
+    .. versionadded:: 0.3.0
+    """
+
+    name: str
+    source: str
+    features_col: str
+    label_col: str
+    features: str
+    features_kind: str  # 'image', 'vector' or 'array'
+    test: str
+    class_names: Optional[List[str]] = None
+
+
+def numpy_frames(spark: Any, dataset: Any) -> Tuple[Any, Any, TuneData]:
+    """A :class:`~sparkdl_lite.core.datasets.Dataset` as cached train and test DataFrames of image structs.
+
+    Columns ``image`` (``images_from_numpy``, uint8, 1 channel) and ``label``: the classifier
+    scales the pixels inside its graph, so the saved model labels image files directly.
+
+    Returns
+    -------
+    tuple
+        ``(train, test, TuneData)``.
+
+    .. versionadded:: 0.3.0
+    """
+    from sparkdl_lite.images import images_from_numpy
+
+    train = images_from_numpy(spark, dataset.x_train, dataset.y_train).cache()
+    test = images_from_numpy(spark, dataset.x_test, dataset.y_test, origin_prefix="test://").cache()
+    height, width = dataset.x_train.shape[1:3]
+    return train, test, TuneData(name=dataset.name, source=dataset.name, features_col="image", label_col="label",
+                                 features=f"{height}x{width} uint8 image structs (column 'image')",
+                                 features_kind="image", test="the data set's test split",
+                                 class_names=dataset.class_names)
+
+
+def _source_text(source: str, kind: str) -> str:
+    return f"Parquet {source!r}" if kind == "parquet" else f"table {source!r}"
+
+
+def _read_frame(spark: Any, source: str, kind: str, flag: str) -> Any:
+    """``spark.read.parquet(source)`` or ``spark.table(source)``; a missing path or table as one FileNotFoundError."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        frame = spark.read.parquet(source) if kind == "parquet" else spark.table(source)
+        frame.schema  # noqa: B018 - Spark Connect analyses lazily: fail here, not in the first job
+    except AnalysisException as exc:
+        hint = "" if kind == "parquet" else (" (a value that is no existing path, has no '/' or scheme:// and does not "
+                                             "end in .parquet is read as a table name)")
+        raise FileNotFoundError(f"{flag} {source!r}: {str(exc).strip().splitlines()[0]}{hint}") from None
+    return frame
+
+
+def _check_columns(schema: Any, where: str, features_col: str, label_col: str) -> str:
+    """The features column's kind ('vector', 'array' or 'image'); a missing or unusable column named with the flag."""
+    from pyspark.sql import types as T
+
+    from sparkdl_lite.runner.task_data import feature_kind
+
+    for flag, col in (("--features-col", features_col), ("--label-col", label_col)):
+        if col not in schema.names:
+            raise ValueError(f"{flag} {col!r} is not a column of {where}. Available columns: {schema.names}.")
+    kind = feature_kind(schema[features_col].dataType)
+    if kind is None:
+        raise TypeError(f"--features-col {features_col!r} of {where} must be a Spark ML vector, an array of numbers or "
+                        f"an image struct; got {schema[features_col].dataType.simpleString()}.")
+    if not isinstance(schema[label_col].dataType, T.NumericType):
+        raise TypeError(f"--label-col {label_col!r} of {where} must be numeric (class indices 0..K-1); got "
+                        f"{schema[label_col].dataType.simpleString()}. Index other labels with StringIndexer first.")
+    return kind
+
+
+def read_frames(spark: Any, source: str, kind: str, *, features_col: str = "features", label_col: str = "label",
+                test_source: Optional[str] = None, test_kind: str = "parquet", test_fraction: float = 0.2,
+                sample: Optional[int] = None, seed: int = 0) -> Tuple[Any, Any, TuneData]:
+    """Train and test DataFrames of a Parquet path or URI or a table, without collecting a row to the driver.
+
+    Parameters
+    ----------
+    source, test_source : str
+        A Parquet file or directory (a path or a URI: ``file://``, ``hdfs://``, ``s3a://``...) when
+        its ``kind`` / ``test_kind`` is ``"parquet"``, a table name (``spark.table``) when ``"table"``.
+        Without ``test_source``, ``DataFrame.randomSplit([1 - test_fraction, test_fraction], seed)``
+        of ``source`` makes the test rows.
+    features_col, label_col : str
+        The columns to train on: a Spark ML vector, an array of numbers or an image struct, and a
+        numeric label (class indices). Only these two columns are kept.
+    sample : int, optional
+        Keep ``sample`` training rows and ``sample // 5`` test rows (seeded random rows, not stratified).
+
+    Returns
+    -------
+    tuple
+        ``(train, test, TuneData)``.
+
+    Raises
+    ------
+    ValueError
+        A column that is not in the data (the message lists the available ones), or a bad ``test_fraction``.
+    TypeError
+        A features column of another type, or a non-numeric label column.
+    FileNotFoundError
+        A path or table Spark cannot find.
+
+    .. versionadded:: 0.3.0
+    """
+    from pyspark.sql import functions as F
+
+    where = _source_text(source, kind)
+    frame = _read_frame(spark, source, kind, "--data")
+    feature_kind = _check_columns(frame.schema, where, features_col, label_col)
+    frame = frame.select(features_col, label_col)
+    if test_source is not None:
+        test = _read_frame(spark, test_source, test_kind, "--test-data")
+        _check_columns(test.schema, _source_text(test_source, test_kind), features_col, label_col)
+        train, test, how = frame, test.select(features_col, label_col), _source_text(test_source, test_kind)
+    else:
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"--test-fraction must be in (0, 1); got {test_fraction}.")
+        train, test = frame.randomSplit([1.0 - test_fraction, test_fraction], seed)
+        how = f"{test_fraction:.0%} of the rows by randomSplit, seed {seed}"
+    if sample is not None:  # a seeded random order's first rows: Spark keeps the top rows per partition, no collect
+        train = train.orderBy(F.rand(seed)).limit(sample)
+        test = test.orderBy(F.rand(seed + 1)).limit(max(1, sample // 5))
+        how += f"; --sample {sample}: {sample} random training rows, {max(1, sample // 5)} test rows"
+    name = (os.path.basename(source.rstrip("/")) or source) if kind == "parquet" else source
+    dtype = frame.schema[features_col].dataType.simpleString()
+    return train, test, TuneData(name=name, source=where, features_col=features_col, label_col=label_col,
+                                 features=f"column {features_col!r} ({dtype})", features_kind=feature_kind, test=how)
 
 
 class _NoProgress:
@@ -87,7 +235,7 @@ def _flat_params(param_map: Any) -> Dict[str, Any]:
 def _test_accuracy(model: Any, test_df: Any) -> float:
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 
-    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label",
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol=model.getLabelCol(),
                                                   predictionCol=model.getPredictionCol())
     return float(evaluator.evaluate(model.transform(test_df)))
 
@@ -192,7 +340,9 @@ class _Run:
     """What a tuning run's steps read: its inputs, estimator, search, default configuration and cluster."""
 
     spark: Any
-    data: Any
+    data: TuneData
+    train_rows: int
+    test_rows: int
     settings: TuneSettings
     out_dir: str
     est: Any
@@ -219,20 +369,35 @@ class _Fitted:
     halved: Dict[str, Any]  # successive halving's rung outputs ({} for a grid search)
 
 
-def _estimator(settings: TuneSettings) -> Any:
+def _estimator(settings: TuneSettings, data: TuneData) -> Any:
     """The TFClassifier to tune; fails on a grid name that is not one of its params."""
     from sparkdl_lite import classifier as clf
 
     layer_items = [(n, v) for n, v in settings.grid_items if "." in n]
     if layer_items and settings.model is None:
         raise ValueError(f"--grid: {layer_items[0][0]!r} is a layer param; it needs --model path/model.keras.")
+    _check_network(settings, data)
     network = {"model": settings.model} if settings.model is not None else {"architecture": settings.architecture}
-    est = clf.TFClassifier(featuresCol="image", labelCol="label", epochs=settings.epochs,
-                           batchSize=settings.batch_size, seed=settings.seed, **network)
+    if settings.input_shape is not None:
+        network["inputShape"] = list(settings.input_shape)
+    est = clf.TFClassifier(featuresCol=data.features_col, labelCol=data.label_col, epochs=settings.epochs,
+                           batchSize=settings.batch_size, seed=settings.seed, trainingData=settings.training_data,
+                           stagingDir=settings.staging_dir, **network)
     for name, _ in settings.grid_items:
         if "." not in name and not est.hasParam(name):
             raise ValueError(f"--grid: TFClassifier has no param {name!r}.")
     return est
+
+
+def _check_network(settings: TuneSettings, data: TuneData) -> None:
+    """Refuse a cnn on flat features without an input shape before any Spark job, naming the flags."""
+    if settings.model is not None or data.features_kind == "image" or settings.input_shape is not None:
+        return
+    archs = next((v for n, v in settings.grid_items if n == "architecture"), [settings.architecture])
+    if isinstance(archs, list) and "cnn" in archs:
+        raise ValueError(f"--architecture cnn needs image-shaped features, but --features-col {data.features_col!r} "
+                         f"of {data.source} holds flat {data.features_kind}s; give --input-shape HxWxC (e.g. 8x8x1 "
+                         f"for 64 values a row) or use --architecture mlp (the default).")
 
 
 def _serialized(est: Any) -> Optional[Dict[str, Any]]:
@@ -284,7 +449,8 @@ def _search(est: Any, param_maps: List[Any], settings: TuneSettings) -> _Search:
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
 
-    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol="label", predictionCol="prediction")
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy", labelCol=est.getLabelCol(),
+                                                  predictionCol=est.getPredictionCol())
     parallelism = settings.parallelism or len(param_maps)
     if settings.search not in ("grid", "halving"):
         raise ValueError(f"--search must be 'grid' or 'halving'; got {settings.search!r}.")
@@ -325,7 +491,7 @@ def _default_configuration(est: Any, grid_items: List[Tuple[str, Any]],
 def _start_line(run: _Run) -> str:
     data, search = run.data, run.search
     n = len(search.param_maps)
-    return (f"sparkdl-lite tune: {data.name}, {len(data.y_train)} train / {len(data.y_test)} test rows, "
+    return (f"sparkdl-lite tune: {data.name}, {run.train_rows} train / {run.test_rows} test rows, "
             f"{n} param maps x {search.folds} fold(s) = {search.folds * n} models"
             + (f" at the first rung, {search.trainings()} in all rungs" if search.plan is not None else "")
             + f", {search.how}; {run.master}, {run.cores} cores")
@@ -398,19 +564,31 @@ def _test_summary(run: _Run, fitted: _Fitted) -> Dict[str, Any]:
             "relative_error_reduction": (err_d - err_b) / err_d if err_d > 0 else None}
 
 
-def _setup(run: _Run) -> Dict[str, str]:
+def _data_line(run: _Run, num_classes: int) -> str:
+    """The report's data line: where the rows come from, how many, the columns and what the model gets."""
+    data = run.data
+    if data.features_kind == "image":
+        scaling = "0-255 pixel values into the model" if run.settings.model_name else "scaled by 1/255 in the graph"
+    else:
+        shape = run.settings.input_shape
+        scaling = "values as stored" + (f", reshaped to {list(shape)} in the graph" if shape else "")
+    return (f"{data.source}: {run.train_rows} training rows, {run.test_rows} test rows, {num_classes} classes; test "
+            f"rows: {data.test}; features: {data.features}, {scaling}; label: column {data.label_col!r}")
+
+
+def _setup(run: _Run, fitted: _Fitted) -> Dict[str, str]:
     """The report's set-up lines: command, data, validation, grid, fixed params, default configuration, Spark."""
-    settings, data, spark, plan = run.settings, run.data, run.spark, run.search.plan
+    settings, spark, plan = run.settings, run.spark, run.search.plan
     n = len(run.search.param_maps)
     tuned_names = {name for name, _ in settings.grid_items}
     network = ("model", os.path.basename(settings.model_name)) if settings.model_name else ("architecture", settings.architecture)
-    fixed = {k: v for k, v in (network, ("epochs", settings.epochs),
-                               ("batchSize", settings.batch_size), ("seed", settings.seed)) if k not in tuned_names}
+    fixed = {k: v for k, v in (network, ("inputShape", settings.input_shape), ("epochs", settings.epochs),
+                               ("batchSize", settings.batch_size), ("seed", settings.seed),
+                               ("trainingData", settings.training_data), ("stagingDir", settings.staging_dir))
+             if k not in tuned_names and v is not None}
     setup = {
         "command": f"`{settings.command}`",
-        "data": f"{data.name}: {len(data.y_train)} training rows, {len(data.y_test)} test rows, "
-                f"{data.num_classes} classes; features: 28x28 uint8 image structs, "
-                + ("0-255 pixel values into the model" if settings.model_name else "scaled by 1/255 in the graph"),
+        "data": _data_line(run, fitted.best_model.numClasses),
         "validation": run.search.how,
         "grid": (f"{n} random configurations (seed {settings.seed}) drawn from: "
                  if settings.configs is not None else f"{n} param maps: ")
@@ -444,7 +622,9 @@ def _write_files(run: _Run, fitted: _Fitted, test: Dict[str, Any], timing: Dict[
                  plot_path: str) -> Dict[str, Any]:
     """``results.csv``, ``results.json``, ``rungs.csv`` (successive halving) and ``report.md``; the search summary."""
     out_dir, plan, tuned, rows = run.out_dir, run.search.plan, fitted.tuned, fitted.rows
-    extra: Dict[str, Any] = {"test": test, "timing": timing, "setup": {k: v.strip("`") for k, v in setup.items()}}
+    extra: Dict[str, Any] = {"test": test, "timing": timing, "setup": {k: v.strip("`") for k, v in setup.items()},
+                             "data": {**asdict(run.data), "train_rows": run.train_rows, "test_rows": run.test_rows,
+                                      "num_classes": fitted.best_model.numClasses}}
     search: Dict[str, Any] = {"kind": run.settings.search}
     if plan is not None:
         search.update({"factor": plan["factor"], "min_epochs": plan["min"], "max_epochs": plan["max"],
@@ -460,14 +640,27 @@ def _write_files(run: _Run, fitted: _Fitted, test: Dict[str, Any], timing: Dict[
     return search
 
 
-def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Optional[Callable[..., Any]] = None,
-         log: Callable[[str], None] = lambda text: None, started: Optional[float] = None) -> Dict[str, Any]:
-    """Tune a TFClassifier on ``data`` (a :class:`sparkdl_lite.core.datasets.Dataset`) and write the report.
+def tune(spark: Any, train: Any, test: Any, data: TuneData, settings: TuneSettings, *,
+         progress_factory: Optional[Callable[..., Any]] = None, log: Callable[[str], None] = lambda text: None,
+         started: Optional[float] = None) -> Dict[str, Any]:
+    """Tune a TFClassifier on the ``train`` DataFrame, score it on ``test``, and write the report.
 
     Runs Spark ML's CrossValidator or TrainValidationSplit over the grid (one Spark task per
     model), refits the best, trains the default configuration when it is not the best, scores both
     on the test rows, and writes ``best_model/``, ``results.csv``, ``results.json``,
-    ``sensitivity.png`` and ``report.md`` into ``settings.out_dir``.
+    ``sensitivity.png`` and ``report.md`` into ``settings.out_dir``. The DataFrames go to the
+    estimator as they are (``data.features_col``, ``data.label_col``), so the rows reach the
+    training tasks by the classifier's own data path (``settings.training_data``): no collect here.
+    :func:`numpy_frames` and :func:`read_frames` make them and ``data``.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    train, test : DataFrame
+        Training rows (the tuner splits them for validation) and test rows.
+    data : TuneData
+        What the rows are, for the log line and the report.
+    settings : TuneSettings
 
     Returns
     -------
@@ -478,31 +671,29 @@ def tune(spark: Any, data: Any, settings: TuneSettings, *, progress_factory: Opt
     .. versionadded:: 0.2.0
     """
     t_start = time.perf_counter() if started is None else started  # the run's wall time counts from here
-    from sparkdl_lite.images import images_from_numpy
-
     out_dir = os.path.abspath(settings.out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    est = _estimator(settings)
+    est = _estimator(settings, data)
     serialized = _serialized(est)
     search = _search(est, _param_maps(est, settings, serialized), settings)
-    train_df = images_from_numpy(spark, data.x_train, data.y_train).cache()
-    test_df = images_from_numpy(spark, data.x_test, data.y_test, origin_prefix="test://").cache()
     default_values = _default_configuration(est, settings.grid_items, serialized)
     executors, cores = engine.cluster_shape(spark)
-    run = _Run(spark, data, settings, out_dir, est, search, default_values,
+    with engine.job_tag(spark, TUNE_TAG):
+        train_rows, test_rows = train.count(), test.count()  # aggregates on the executors: no row to the driver
+    run = _Run(spark, data, train_rows, test_rows, settings, out_dir, est, search, default_values,
                in_grid=any(_flat_params(pm) == default_values for pm in search.param_maps),
                master=engine.master(spark), executors=executors, cores=cores)
     log(_start_line(run))
 
-    fitted = _fit_and_score(run, train_df, test_df, progress_factory)
+    fitted = _fit_and_score(run, train, test, progress_factory)
     fitted.best_model.write().overwrite().save(os.path.join(out_dir, "best_model"))
     timing = _timing(run, fitted)
-    test = _test_summary(run, fitted)
-    setup = _setup(run)
+    summary = _test_summary(run, fitted)
+    setup = _setup(run, fitted)
     plot_path = _sensitivity_plot(run, fitted)
     timing["total_seconds"] = time.perf_counter() - t_start
-    search_summary = _write_files(run, fitted, test, timing, setup, plot_path)
-    return {"best_params": fitted.best_params, "top": fitted.top, "test": test, "timing": timing, "cores": cores,
+    search_summary = _write_files(run, fitted, summary, timing, setup, plot_path)
+    return {"best_params": fitted.best_params, "top": fitted.top, "test": summary, "timing": timing, "cores": cores,
             "out_dir": out_dir, "search": search_summary}
 
 

@@ -18,12 +18,13 @@ Spark layer: pyspark's DataFrame API and pyarrow.fs; no SparkContext, no TensorF
 """
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 import uuid
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Set, Tuple
 
-__all__ = ["Staged", "STAGING_CONF", "staging_root", "stage", "estimate_bytes", "ship_limit", "remove"]
+__all__ = ["Staged", "STAGING_CONF", "staging_root", "stage", "estimate_bytes", "ship_limit", "remove", "check_readable", "parse_size"]
 
 STAGING_CONF = "spark.sparkdl_lite.stagingDir"  # the location when param stagingDir is not set
 _WHO = "TFClassifier"
@@ -59,13 +60,17 @@ def ship_limit(spark: Any) -> Optional[int]:
     """The most bytes the driver may collect: ``spark.driver.maxResultSize`` (None when unlimited, 0)."""
     from sparkdl_lite.runner import engine
 
-    text = (engine.conf(spark, "spark.driver.maxResultSize", "1g") or "1g").strip().lower()
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    return parse_size(engine.conf(spark, "spark.driver.maxResultSize", "1g") or "1g")
+
+
+def parse_size(text: str) -> Optional[int]:
+    """Bytes of a Spark size string (``"1g"``, ``"64m"``, ``"512k"``, ``"100"``); None for 0 (unlimited)."""
+    text = text.strip().lower()
     unit = 1
-    for suffix in ("kb", "mb", "gb", "tb", "k", "m", "g", "t", "b"):
+    for suffix, scale in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40), ("k", 1 << 10),
+                          ("m", 1 << 20), ("g", 1 << 30), ("t", 1 << 40), ("b", 1)):
         if text.endswith(suffix):
-            unit = units.get(suffix[0], 1)
-            text = text[: -len(suffix)]
+            unit, text = scale, text[: -len(suffix)]
             break
     value = int(float(text) * unit)
     return None if value <= 0 else value
@@ -113,15 +118,47 @@ def stage(spark: Any, dataset: Any, features: str, label: str, kind: str, root: 
     uri = f"{root}/{_PREFIX}{uuid.uuid4().hex}"
     path = uri if "://" in uri else os.path.abspath(uri)
     staged_df = _staged_columns(dataset, features, label, kind)
+    _LIVE.add(path)
     try:
         staged_df.write.mode("overwrite").parquet(path)
         facts = _facts(spark.read.parquet(path), kind)
         shape, classes = _check(facts, dataset, features, label, kind)
+        check_readable(spark, path, shape)
     except BaseException:
         remove(path)
         raise
     return Staged(uri=path, rows=int(facts["n"]), feature_shape=shape, kind="image" if kind == "image" else "flat",
                   classes=classes)
+
+
+def check_readable(spark: Any, uri: str, feature_shape: Tuple[int, ...]) -> None:
+    """One small job in which the executors open the staged files; one clear error naming ``uri`` if they cannot."""
+    from sparkdl_lite.core import failpoint
+    from sparkdl_lite.runner import engine
+
+    parts = max(1, engine.default_parallelism(spark))
+    faults = failpoint.armed()
+
+    def probe(batches: Any) -> Any:
+        import pyarrow as pa
+
+        from sparkdl_lite.core.stream import StagedRows
+
+        for _ in batches:
+            try:
+                faults.fail_reading(uri)
+                StagedRows(uri, feature_shape)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - reported to the driver as text
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            yield pa.RecordBatch.from_pylist([{"error": error}], schema=pa.schema([("error", pa.string())]))
+
+    found = [e for e in spark.range(0, parts, 1, parts).mapInArrow(probe, "error string").toArrow().column(0).to_pylist()
+             if e is not None]
+    if found:
+        raise ValueError(f"{_WHO}: the executors cannot read the training rows staged at {uri!r}: {found[0]} Set param "
+                         f"stagingDir (or the Spark conf {STAGING_CONF}) to a location every executor can read "
+                         f"(hdfs://..., s3a://..., gs://..., file:// on a shared disk).")
 
 
 def _facts(staged: Any, kind: str) -> Dict[str, Any]:
@@ -183,8 +220,18 @@ def _check(facts: Dict[str, Any], dataset: Any, features: str, label: str, kind:
     return shape, classes
 
 
+_LIVE: Set[str] = set()  # staged directories of this driver not removed yet (swept at exit)
+
+
+@atexit.register
+def _sweep() -> None:
+    for uri in list(_LIVE):
+        remove(uri)
+
+
 def remove(uri: str) -> None:
     """Delete a staged directory (never raises: cleanup must not hide the error that caused it)."""
+    _LIVE.discard(uri)
     try:
         from sparkdl_lite.core.stream import filesystem
 

@@ -20,9 +20,9 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import pyarrow as pa
 
-from sparkdl_lite.runner import engine
+from sparkdl_lite.runner import engine, staging
 
-__all__ = ["TaskData", "Frame", "pack", "unpack", "collect", "feature_kind", "num_classes"]
+__all__ = ["TaskData", "DataPlan", "DATA_PATHS", "Frame", "pack", "unpack", "collect", "feature_kind", "num_classes"]
 
 _WHO = "TFClassifier"  # the stage whose data this is, in error messages
 
@@ -59,11 +59,29 @@ class Frame(NamedTuple):
     what: str
 
 
-class TaskData:
-    """Training and validation arrays keyed by (DataFrame, features, label), shipped to the executors once.
+#: Values of TFClassifier's param trainingData.
+DATA_PATHS = ("auto", "ship", "stream")
+#: 'auto' streams a DataFrame whose training columns are estimated above this fraction of
+#: spark.driver.maxResultSize (or above 1 GiB when that is unlimited).
+AUTO_STREAM_FRACTION = 0.5
+_UNLIMITED_THRESHOLD = 1 << 30
 
-    ``keep=True`` (a search) keeps the arrays and the shipment between calls until :meth:`close`;
-    ``keep=False`` (one fit) drops the driver's copy as soon as it is packed.
+
+class DataPlan(NamedTuple):
+    """How a fit's rows reach its tasks: ``path`` (one of :data:`DATA_PATHS`) and the staging location param."""
+
+    path: str = "ship"
+    staging_dir: Optional[str] = None
+
+
+class TaskData:
+    """Training and validation rows keyed by (DataFrame, features, label): shipped arrays or staged Parquet.
+
+    A DataFrame on the ship path is collected and its arrays shipped to the executors once; one on
+    the stream path is staged once as Parquet (:mod:`sparkdl_lite.runner.staging`) and every task
+    streams it. ``keep=True`` (a search) keeps both between calls until :meth:`close`;
+    ``keep=False`` (one fit) drops the driver's arrays as soon as they are packed. :meth:`close`
+    removes the staged files.
     """
 
     def __init__(self, keep: bool = False) -> None:
@@ -75,15 +93,14 @@ class TaskData:
         self.classes: Dict[int, int] = {}
         self._shipped: Optional[Any] = None
         self._shipped_keys: frozenset = frozenset()
+        self._staged: Dict[int, Any] = {}  # key -> staging.Staged
 
     def add(self, dataset: Any, features: str, label: str, x: np.ndarray, y: np.ndarray) -> int:
         """Hold ``dataset``'s collected (features, label) arrays; returns their data key."""
         ident = (id(dataset), features, label)
         if ident in self._keys:
             raise ValueError(f"TaskData: this DataFrame's ({features!r}, {label!r}) is held already (key {self._keys[ident]}).")
-        key = len(self._keys)
-        self._keys[ident] = key
-        self._frames.append(dataset)
+        key = self._add_key(dataset, features, label)
         self._arrays[key] = (x, y)
         self._labels[key] = y
         return key
@@ -96,43 +113,67 @@ class TaskData:
         """Whether ``dataset``'s (features, label) is collected already."""
         return (id(dataset), features, label) in self._keys
 
-    def collect(self, spark: Any, frames: Sequence[Frame], description: str) -> None:
-        """Collect every frame not held yet, in concurrent jobs where there are several (``{what}`` in ``description``)."""
+    def collect(self, spark: Any, frames: Sequence[Frame], description: str, plan: DataPlan = DataPlan()) -> None:
+        """Hold every frame not held yet, in concurrent jobs where there are several (``{what}`` in
+        ``description``): collected (ship path) or staged (stream path), as ``plan`` picks per frame."""
         wanted: Dict[Tuple[int, str, str], Frame] = {}
         for f in frames:
             if not self.has(f.dataset, f.features, f.label):
                 wanted.setdefault((id(f.dataset), f.features, f.label), f)
         items = list(wanted.values())
+        root = staging.staging_root(spark, plan.staging_dir) if plan.path != "ship" else None
 
-        def one(f: Frame) -> Tuple[np.ndarray, np.ndarray]:
+        def one(f: Frame) -> Any:
             with engine.job_description(spark, description.format(what=f.what)):
-                return collect(f.dataset, f.features, f.label, f.kind)
+                if _streams(spark, f, plan, root):
+                    return staging.stage(spark, f.dataset, f.features, f.label, f.kind, root)
+                return _collect_or_explain(spark, f, plan)
 
-        for f, (x, y) in zip(items, engine.thread_map(spark, one, items, threads=4)):
-            self.add(f.dataset, f.features, f.label, x, y)
+        for f, got in zip(items, engine.thread_map(spark, one, items, threads=4)):
+            if isinstance(got, staging.Staged):
+                self._staged[self._add_key(f.dataset, f.features, f.label)] = got
+            else:
+                self.add(f.dataset, f.features, f.label, *got)
+
+    def _add_key(self, dataset: Any, features: str, label: str) -> int:
+        key = len(self._keys)
+        self._keys[(id(dataset), features, label)] = key
+        self._frames.append(dataset)
+        return key
+
+    def streamed(self) -> Dict[int, Any]:
+        """The staged keys: key -> :class:`~sparkdl_lite.runner.staging.Staged` (what a task needs to stream them)."""
+        return dict(self._staged)
 
     def count_classes(self, key: int, dataset: Any, label: str) -> int:
         """The number of classes of a key's training rows (labels checked once): :func:`num_classes`."""
-        if key not in self.classes:
-            self.classes[key] = num_classes(dataset, label, self.labels(key))
+        if key not in self.classes:  # staged rows were counted by the staging aggregate
+            self.classes[key] = self._staged[key].classes if key in self._staged else num_classes(dataset, label, self.labels(key))
         return self.classes[key]
 
     def shape(self, key: int) -> Tuple[int, ...]:
-        """``x.shape`` of a key's features, while the driver holds them (before :meth:`ship` drops a one-call copy)."""
+        """``(rows, *feature shape)`` of a key as the tasks read it (images without their alpha channel)."""
+        if key in self._staged:
+            staged = self._staged[key]
+            shape = staged.feature_shape
+            return (staged.rows, *shape[:-1], 3) if staged.kind == "image" and shape[-1] == 4 else (staged.rows, *shape)
         return tuple(self._arrays[key][0].shape)
 
-    def labels(self, key: int) -> np.ndarray:
-        """A key's labels (kept on the driver: validation rows are scored here)."""
-        return self._labels[key]
+    def labels(self, key: int) -> Optional[np.ndarray]:
+        """A key's labels (kept on the driver: validation rows are scored here); None for staged rows."""
+        return self._labels.get(key)
 
     def ship(self, spark: Any) -> Any:
         """The shipment holding every key so far: the last one if it already does, else a new one."""
-        wanted = frozenset(self._keys.values())
+        wanted = frozenset(self._keys.values()) - frozenset(self._staged)
+        if not wanted:
+            return None  # every row is staged: nothing to ship
         if self._shipped is not None and wanted <= self._shipped_keys:
             return self._shipped
         arrays: Dict[str, np.ndarray] = {}
         for key, (x, y) in self._arrays.items():
-            arrays[f"x{key}"], arrays[f"y{key}"] = x, y
+            if key in wanted:
+                arrays[f"x{key}"], arrays[f"y{key}"] = x, y
         data = pack(arrays)
         del arrays
         if not self.keep:
@@ -149,8 +190,11 @@ class TaskData:
         self._shipped, self._shipped_keys = None, frozenset()
 
     def close(self) -> None:
-        """Release the shipment and drop every array."""
+        """Release the shipment, drop every array and remove the staged files."""
         self.release()
+        for staged in self._staged.values():
+            staging.remove(staged.uri)
+        self._staged.clear()
         self._arrays.clear()
         self._keys.clear()
         self._frames.clear()
@@ -160,6 +204,38 @@ class TaskData:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _streams(spark: Any, f: Frame, plan: DataPlan, root: Optional[str]) -> bool:
+    """Whether frame ``f`` takes the stream path: chosen, or 'auto' and estimated too large to ship."""
+    if plan.path == "ship":
+        return False
+    if plan.path == "auto":
+        _, size = staging.estimate_bytes(f.dataset, f.features, f.kind)
+        limit = staging.ship_limit(spark)
+        if size <= (_UNLIMITED_THRESHOLD if limit is None else limit * AUTO_STREAM_FRACTION):
+            return False
+    if root is None:
+        raise ValueError(f"{_WHO}: the rows of featuresCol {f.features!r} are to be staged as Parquet for the training "
+                         f"tasks to stream (param trainingData={plan.path!r}), but no staging location is set and "
+                         f"this is not local mode. Set param stagingDir (or the Spark conf {staging.STAGING_CONF}) to "
+                         f"a URI every executor can read: hdfs://..., s3a://..., gs://... or file:// on a shared disk.")
+    return True
+
+
+def _collect_or_explain(spark: Any, f: Frame, plan: DataPlan) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`collect`, a result too large for the driver reported with its size, limit and the param to change."""
+    try:
+        return collect(f.dataset, f.features, f.label, f.kind)
+    except Exception as exc:  # noqa: BLE001 - only the maxResultSize failure is translated
+        text = str(exc)
+        if "maxResultSize" not in text:
+            raise
+        detail = next((line.strip() for line in text.splitlines() if "maxResultSize" in line), text)[:400]
+        raise ValueError(f"{_WHO}: the training rows of featuresCol {f.features!r} are too large to collect to the "
+                         f"driver on the ship path (param trainingData={plan.path!r}): {detail} Set "
+                         f"trainingData='stream' to stage them as Parquet for the tasks to stream instead (or raise "
+                         f"spark.driver.maxResultSize).") from None
 
 
 # ============================================================================ collect and check
@@ -261,21 +337,11 @@ def _collect_images(table: Any, features: str) -> np.ndarray:
 
 def num_classes(dataset: Any, label: str, y: np.ndarray) -> int:
     """K = max label + 1 (or the label's nominal attribute count, when larger); labels checked first."""
-    name = _WHO
-    integral = np.isfinite(y) & (y == np.round(y))
-    if not integral.all():
-        bad = float(y[~integral][0])
-        raise ValueError(f"{name}: labelCol {label!r} must hold integral class indices 0..K-1; got {bad!r}. "
-                         f"Use StringIndexer to turn other labels into indices.")
-    if (y < 0).any():
-        raise ValueError(f"{name}: labelCol {label!r} must hold class indices >= 0; got {int(y[y < 0][0])!r}.")
-    k = int(y.max()) + 1
-    attr = dataset.schema[label].metadata.get("ml_attr", {}) if dataset.schema[label].metadata else {}
-    if attr.get("type") == "nominal":
-        k = max(k, len(attr.get("vals") or []), int(attr.get("num_vals") or 0))
-    if k < 2:
-        raise ValueError(f"{name}: labelCol {label!r} holds only class 0; a classifier needs at least 2 classes.")
-    return k
+    from sparkdl_lite.core.training import classes_from_labels, first_non_integral
+
+    low = y[y < 0][0] if (y < 0).any() else y.min()  # the first negative label, as the message names it
+    return classes_from_labels(first_non_integral(y), float(low), float(y.max()), dataset.schema[label].metadata,
+                               f"labelCol {label!r}", _WHO)
 
 
 

@@ -70,7 +70,8 @@ class TaskResult(NamedTuple):
 
     ``info`` is where and how the task trained (``executorId``, ``taskCpus``, ``seconds``,
     ``startup``, ``phases``, ...); ``scores`` the predicted classes of the held-out rows (int32
-    bytes) when the spec asked for them.
+    bytes) when the spec asked for them, and ``labels`` their labels (int32 bytes) when the task
+    streamed those rows (shipped rows' labels stay on the driver).
     """
 
     index: int
@@ -82,6 +83,7 @@ class TaskResult(NamedTuple):
     error: Optional[str]
     model: Optional[bytes]
     scores: Optional[bytes]
+    labels: Optional[bytes] = None
 
     def to_arrow(self) -> pa.RecordBatch:
         row = {k: (json.dumps(v) if k in _JSON_FIELDS else v) for k, v in self._asdict().items()}
@@ -149,6 +151,7 @@ class _JobInputs:
     local_mode: bool
     progress_dir: Optional[str]
     faults: failpoint.Faults = field(default_factory=failpoint.Faults)
+    streamed: Dict[int, Tuple[str, Tuple[int, ...]]] = field(default_factory=dict)  # data key -> (uri, feature shape)
 
 
 # ============================================================================ executor side
@@ -172,28 +175,63 @@ def train_task(spec: TaskSpec, job: _JobInputs, slot: int) -> TaskResult:
         t0 = time.perf_counter()
         runtime.configure_threads(threads)  # imports TensorFlow in a fresh worker
         t1 = time.perf_counter()
-        payload = task_data.unpack(job.data)  # cached per worker: shared by its tasks (and a search's rungs)
+        rows = _Rows(job)  # shipped arrays (cached per worker: shared by its tasks and a search's rungs) or staged files
         startup.update(tensorflow=t1 - t0, broadcast=time.perf_counter() - t1)
         job.faults.fail_training(spec.index)
-        result = training.train(payload[f"x{spec.data}"], payload[f"y{spec.data}"], threads=threads,
+        info["data"] = "stream" if spec.data in job.streamed else "ship"
+        result = training.train(*rows.arrays(spec.data), rows=rows.staged(spec.data), threads=threads,
                                 **spec.train, **_archives(spec, job),
                                 on_epoch=lambda done, _: epoch_board.report(job.progress_dir, slot, done))
         info.update(seconds=float(result.seconds), diverged=bool(result.diverged), startup=startup,
                     phases={k: float(v) for k, v in result.phases.items()})
         if result.weights:
             info["weights"] = dict(result.weights)
-        scores = None
+        scores = labels = None
         if spec.score is not None:  # the held-out rows, predicted here: no separate scoring job
             t2 = time.perf_counter()
-            held = payload[f"x{spec.score}"]
-            scores = training.predict_classes(result.graph, held).tobytes()
-            info.update(scoreSeconds=time.perf_counter() - t2, scoredRows=int(len(held)))
+            predicted, labels = rows.predict(spec.score, result.graph)
+            scores = predicted.tobytes()
+            info.update(scoreSeconds=time.perf_counter() - t2, scoredRows=int(len(predicted)))
         graph = result.graph
         return TaskResult(spec.index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
-                          result.history, info, None, result.model, scores)
+                          result.history, info, None, result.model, scores, labels)
     except Exception as exc:  # noqa: BLE001 - reported per training so the other models survive
         info.update(seconds=time.perf_counter() - start, diverged=False)
         return TaskResult(spec.index, None, None, None, None, info, f"{type(exc).__name__}: {exc}", None, None)
+
+
+class _Rows:
+    """A task's view of its job's rows by data key: shipped arrays or staged Parquet files."""
+
+    def __init__(self, job: _JobInputs) -> None:
+        self.job = job
+        self.payload = task_data.unpack(job.data) if job.data is not None else {}
+
+    def arrays(self, key: int) -> Tuple[Any, Any]:
+        """(x, y) of a shipped key; (None, None) for a staged one."""
+        return (None, None) if key in self.job.streamed else (self.payload[f"x{key}"], self.payload[f"y{key}"])
+
+    def staged(self, key: int) -> Any:
+        """A :class:`~sparkdl_lite.core.stream.StagedRows` over a staged key's files, else None."""
+        if key not in self.job.streamed:
+            return None
+        from sparkdl_lite.core.stream import StagedRows
+
+        uri, shape = self.job.streamed[key]
+        return StagedRows(uri, shape)
+
+    def predict(self, key: int, graph: Any) -> Tuple[np.ndarray, Optional[bytes]]:
+        """The classes ``graph`` predicts for a key's rows, and (staged rows only) their labels as int32 bytes."""
+        from sparkdl_lite.core import training
+
+        staged = self.staged(key)
+        if staged is None:
+            return training.predict_classes(graph, self.payload[f"x{key}"]), None
+        predicted, labels = [], []
+        for x, y in staged.batches(0, seed=0, batch_size=4096, shuffle_rows=0):
+            predicted.append(training.predict_classes(graph, x[..., :3] if x.ndim == 4 and x.shape[-1] == 4 else x))
+            labels.append(y.astype(np.int32))
+        return np.concatenate(predicted), np.concatenate(labels).tobytes()
 
 
 def _archives(spec: TaskSpec, job: _JobInputs) -> Dict[str, bytes]:
@@ -286,11 +324,12 @@ def run(spark: Any, specs: Sequence[TaskSpec], data: task_data.TaskData, archive
     Raises what Spark raises when the job itself fails (a training error comes back in its result).
     """
     specs = list(specs)
-    shipped = data.ship(spark)
+    shipped = data.ship(spark)  # None when every row is staged
+    streamed = {k: (v.uri, tuple(v.feature_shape)) for k, v in data.streamed().items()}
     models = engine.ship(spark, pack_archives(archives)) if archives else None
     board = epoch_board.EpochBoard([s.epochs for s in specs])  # the progress line's epochs, by task slot
     try:
-        job = _JobInputs(shipped, models, engine.is_local_mode(spark), board.path, failpoint.armed())
+        job = _JobInputs(shipped, models, engine.is_local_mode(spark), board.path, failpoint.armed(), streamed)
         body = functools.partial(_train_batches, specs=specs, job=job)
         # One row and one partition per task. mapInArrow (not an RDD map) runs in the same Python
         # workers as the scoring UDFs, so an executor imports TensorFlow once, not twice.

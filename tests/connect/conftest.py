@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(config, items):
 def spark():
     from pyspark.sql import SparkSession
 
-    s = SparkSession.builder.remote("local[2]").getOrCreate()
+    # A small maxResultSize reaches the local server: test_streaming_... trains on 4.7x that much data.
+    s = SparkSession.builder.remote("local[2]").config("spark.driver.maxResultSize", "3m").getOrCreate()
     yield s
     s.stop()
 

@@ -214,3 +214,29 @@ def test_progress_line_and_cli_on_connect(spark, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "rows in = 5, rows out = 5" in captured.out
     assert "tasks " in captured.err  # the progress line, fed by Connect's progress handler
+
+
+def test_streaming_data_larger_than_max_result_size_on_connect(spark, tmp_path):
+    """TrainValidationSplit on a DataFrame 4.7x spark.driver.maxResultSize (3m, set on the local server):
+    'auto' stages it through the DataFrame writer and the tasks stream it; nothing reaches the client."""
+    from sparkdl_lite.runner import staging
+
+    x_train, x_test, y_train, y_test = load_digits_split(seed=0)
+    one = vector_df(spark, x_train, y_train)
+    big = one
+    for _ in range(39):  # 40 copies of the 1,347 training rows
+        big = big.union(one)
+    rows, size = staging.estimate_bytes(big, "features", "vector")
+    limit = staging.ship_limit(spark)
+    assert limit == 3 << 20 and size > 4 * limit
+    accuracy = MulticlassClassificationEvaluator(metricName="accuracy")
+    clf = TFClassifier(hiddenLayers=[32], epochs=1, batchSize=256, scale=1 / 16, stagingDir=str(tmp_path))
+    grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 3e-3]).build()
+    model = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=accuracy, trainRatio=0.8,
+                                 seed=1).fit(big)
+    assert model.bestModel.trainingInfo["data"] == "stream"
+    assert min(model.validationMetrics) > 0.8
+    assert accuracy.evaluate(model.bestModel.transform(vector_df(spark, x_test, y_test))) > 0.9
+    with pytest.raises(ValueError, match=r"too large to collect to the driver .*maxResultSize.* trainingData='stream'"):
+        clf.copy({clf.trainingData: "ship"}).fit(big)
+    assert [p for p in os.listdir(tmp_path) if p.startswith("sparkdl-lite-staged-")] == []

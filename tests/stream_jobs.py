@@ -1,0 +1,57 @@
+"""Streaming jobs run in a subprocess by test_staging.py (each needs its own SparkContext and its own
+spark.driver.maxResultSize).
+
+    python tests/stream_jobs.py tvs OUT.json STAGING_DIR
+
+Writes a JSON result the test checks.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import conftest  # noqa: E402  (sets loopback and interpreter variables)
+
+
+def tvs(out, stage_dir):
+    """TrainValidationSplit over data 4x spark.driver.maxResultSize: 'auto' streams it; 'ship' says why it cannot."""
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
+    from test_classifier import vector_df
+
+    from sparkdl_lite import TFClassifier
+    from sparkdl_lite.core.datasets import load_digits_split
+    from sparkdl_lite.runner import staging
+
+    os.makedirs(stage_dir, exist_ok=True)
+    spark = conftest.spark_builder("local[2]").config("spark.driver.maxResultSize", "2m").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    x_train, x_test, y_train, y_test = load_digits_split(seed=0)
+    one = vector_df(spark, x_train, y_train)
+    big = one
+    for _ in range(23):  # 24 copies of the 1,347 training rows
+        big = big.union(one)
+    big = big.repartition(4).cache()
+    rows, data_bytes = staging.estimate_bytes(big, "features", "vector")
+    accuracy = MulticlassClassificationEvaluator(metricName="accuracy")
+    clf = TFClassifier(hiddenLayers=[32], epochs=2, batchSize=128, scale=1 / 16, stagingDir=stage_dir)  # 'auto'
+    grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 3e-3]).build()
+    model = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=accuracy, trainRatio=0.8,
+                                 seed=1).fit(big)
+    test_acc = accuracy.evaluate(model.bestModel.transform(vector_df(spark, x_test, y_test)))
+    try:
+        clf.copy({clf.trainingData: "ship"}).fit(big)
+        ship_error = ""
+    except ValueError as exc:
+        ship_error = str(exc)
+    json.dump({"rows": rows, "data_bytes": data_bytes, "limit_bytes": staging.ship_limit(spark),
+               "validation_metrics": list(model.validationMetrics), "test_accuracy": test_acc,
+               "data_paths": sorted({model.bestModel.trainingInfo["data"]}), "ship_error": ship_error,
+               "left_over": sorted(p for p in os.listdir(stage_dir) if p.startswith("sparkdl-lite-staged-"))},
+              open(out, "w"))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    mode, out_path = sys.argv[1], sys.argv[2]
+    {"tvs": tvs}[mode](out_path, *sys.argv[3:])
