@@ -52,7 +52,15 @@ SETUP = textwrap.dedent("""
         lone = clf.fit(train_df, {clf.epochs: 20, clf.learningRate: 1e-2})
         pair = [m for _, m in clf.fitMultiple(train_df, [{clf.learningRate: lr} for lr in (1e-3, 1e-2)])]
         acc = lone.transform(test_df).where("prediction = label").count() / test_df.count()
-        return {"lone": lone.trainingInfo, "pair": [m.trainingInfo for m in pair], "lone_accuracy": acc}
+        try:  # a cluster master: streaming needs a location every executor can read
+            clf.copy({clf.trainingData: "stream"}).fit(train_df)
+            no_location = ""
+        except ValueError as exc:
+            no_location = str(exc)
+        import tempfile  # the executor JVMs of local-cluster share this machine's disk: a file:// location
+        streamed = clf.copy({clf.trainingData: "stream", clf.stagingDir: "file://" + tempfile.mkdtemp()}).fit(train_df)
+        return {"lone": lone.trainingInfo, "pair": [m.trainingInfo for m in pair], "lone_accuracy": acc,
+                "no_location": no_location, "streamed": streamed.trainingInfo}
 """)
 
 CHILD = textwrap.dedent("""
@@ -138,3 +146,6 @@ def test_a_lone_fit_gets_the_whole_executor(tmp_path):
     assert out["lone"]["taskCpus"] == 2 and out["lone"]["executorId"] == "0"
     assert [info["taskCpus"] for info in out["pair"]] == [1, 1]
     assert out["lone_accuracy"] > 0.7, out["lone_accuracy"]  # 10 digit classes: a model that learned
+    # streaming on a cluster master: one clear error without a location; with one, the executor streams the rows
+    assert "no staging location is set and this is not local mode. Set param stagingDir" in out["no_location"]
+    assert out["streamed"]["data"] == "stream" and out["streamed"]["executorId"] == "0"

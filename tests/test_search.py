@@ -11,6 +11,7 @@ from pyspark.ml.feature import StandardScaler
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.tuning import ParamGridBuilder
 from pyspark.sql import functions as F
+from test_classifier import train_jobs
 
 from sparkdl_lite.classifier import TFClassificationModel, TFClassifier
 from sparkdl_lite.core.datasets import load_digits_split
@@ -208,13 +209,6 @@ def test_rung_plot_and_table(lr_search, tmp_path):
     lines = table.strip().splitlines()
     assert lines[0] == "| rung | resource | param map | accuracy | seconds | outcome |" and len(lines) == 2 + 7
     assert sum("**best**" in line for line in lines) == 1 and sum("promoted" in line for line in lines) == 2
-
-
-def train_jobs(spark):
-    """Ids of the Spark jobs TFClassifier tagged as training jobs so far."""
-    from sparkdl_lite.classifier import TRAIN_JOB_TAG
-
-    return set(spark.sparkContext._jsc.sc().statusTracker().getJobIdsForTag(TRAIN_JOB_TAG))
 
 
 def test_epochs_mode_trains_each_rung_in_one_job_and_warm_starts_survivors(spark, digits, accuracy):

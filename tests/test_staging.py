@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
-from test_classifier import vector_df
-from test_search import train_jobs
+from test_classifier import train_jobs, vector_df
 
 from sparkdl_lite import HalvingSearch, TFClassifier
 from sparkdl_lite.core.datasets import load_digits_split

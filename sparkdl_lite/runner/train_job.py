@@ -193,6 +193,7 @@ def train_task(spec: TaskSpec, job: _JobInputs, slot: int) -> TaskResult:
             scores = predicted.tobytes()
             info.update(scoreSeconds=time.perf_counter() - t2, scoredRows=int(len(predicted)))
         graph = result.graph
+        info["peakRssMb"] = _peak_rss_mb()
         return TaskResult(spec.index, graph.to_bytes(), list(graph.input_names), list(graph.output_names),
                           result.history, info, None, result.model, scores, labels)
     except Exception as exc:  # noqa: BLE001 - reported per training so the other models survive
@@ -232,6 +233,16 @@ class _Rows:
             predicted.append(training.predict_classes(graph, x[..., :3] if x.ndim == 4 and x.shape[-1] == 4 else x))
             labels.append(y.astype(np.int32))
         return np.concatenate(predicted), np.concatenate(labels).tobytes()
+
+
+def _peak_rss_mb() -> Optional[float]:
+    """This Python worker's peak resident memory so far, in MiB (None where the platform does not say)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except (ImportError, OSError):
+        return None
 
 
 def _archives(spec: TaskSpec, job: _JobInputs) -> Dict[str, bytes]:
