@@ -27,6 +27,7 @@ the largest k, shipped growing with the data.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
 import resource
@@ -312,14 +313,23 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     sizes = [int(v) for v in args.sizes.split(",")]
     info = common.machine()
     t_all = time.perf_counter()
-    results = [run_child(path, k, run, args) for run in range(1, args.runs + 1) for k in sizes for path in PATHS]
-    summ = summarize(results, sizes, args.runs)
-    info["loadavg_end"] = os.getloadavg()
-    info["date_end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     payload = {"machine": info, "args": {k: v for k, v in vars(args).items() if k not in ("child", "k", "run")},
                "command": " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
                "epoch_time": "mean of the epochs' seconds in model.history (last epoch beside it)",
-               "results": results, "summary": summ, "wall_s": time.perf_counter() - t_all}
+               "complete": False, "results": []}
+    for run in range(1, args.runs + 1):
+        for k in sizes:
+            for path in PATHS:
+                payload["results"].append(run_child(path, k, run, args))
+                if args.json:  # what is measured so far survives a parent that is stopped
+                    with open(args.json, "w") as f:
+                        json.dump(payload, f, indent=2, default=str)
+    summ = summarize(payload["results"], sizes, args.runs)
+    info["loadavg_end"] = os.getloadavg()
+    info["date_end"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    payload.update(complete=True, summary=summ, wall_s=time.perf_counter() - t_all)
     print(report(summ, sizes, args.sample or 60000))
     print(f"total {payload['wall_s']:.0f} s; {info['date']} -> {info['date_end']}; load average at start "
           f"{info.get('loadavg_start')}, end {info['loadavg_end']}")

@@ -2,6 +2,7 @@
 spark.driver.maxResultSize).
 
     python tests/stream_jobs.py tvs OUT.json STAGING_DIR
+    SPARK_TESTING=1 python tests/stream_jobs.py connect-tvs OUT.json STAGING_DIR
 
 Writes a JSON result the test checks.
 """
@@ -13,8 +14,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import conftest  # noqa: E402  (sets loopback and interpreter variables)
 
 
-def tvs(out, stage_dir):
-    """TrainValidationSplit over data 4x spark.driver.maxResultSize: 'auto' streams it; 'ship' says why it cannot."""
+def tvs(out, stage_dir, connect=False):
+    """TrainValidationSplit over data 4x spark.driver.maxResultSize (1m): 'auto' streams it; 'ship' says why it cannot.
+
+    ``connect``: through a Spark Connect client of a local server of its own (SPARK_TESTING=1 in the
+    environment gives it an ephemeral port, so it runs beside the Connect suite's server)."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
     from test_classifier import vector_df
@@ -24,17 +28,21 @@ def tvs(out, stage_dir):
     from sparkdl_lite.runner import staging
 
     os.makedirs(stage_dir, exist_ok=True)
-    spark = conftest.spark_builder("local[2]").config("spark.driver.maxResultSize", "2m").getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    if connect:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.remote("local[2]").config("spark.driver.maxResultSize", "1m").getOrCreate()
+    else:
+        spark = conftest.spark_builder("local[2]").config("spark.driver.maxResultSize", "1m").getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
     x_train, x_test, y_train, y_test = load_digits_split(seed=0)
     one = vector_df(spark, x_train, y_train)
-    big = one
-    for _ in range(23):  # 24 copies of the 1,347 training rows
-        big = big.union(one)
-    big = big.repartition(4).cache()
+    # 12 copies of the 1,347 training rows (a cross join keeps the plan shallow; Connect refuses deep unions)
+    big = one.crossJoin(spark.range(12).withColumnRenamed("id", "copy")).drop("copy").repartition(4).cache()
     rows, data_bytes = staging.estimate_bytes(big, "features", "vector")
     accuracy = MulticlassClassificationEvaluator(metricName="accuracy")
-    clf = TFClassifier(hiddenLayers=[32], epochs=2, batchSize=128, scale=1 / 16, stagingDir=stage_dir)  # 'auto'
+    clf = TFClassifier(hiddenLayers=[32], epochs=2, batchSize=256, learningRate=3e-3, scale=1 / 16,
+                       stagingDir=stage_dir)  # 'auto'
     grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 3e-3]).build()
     model = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=accuracy, trainRatio=0.8,
                                  seed=1).fit(big)
@@ -54,4 +62,4 @@ def tvs(out, stage_dir):
 
 if __name__ == "__main__":
     mode, out_path = sys.argv[1], sys.argv[2]
-    {"tvs": tvs}[mode](out_path, *sys.argv[3:])
+    {"tvs": tvs, "connect-tvs": lambda out, stage: tvs(out, stage, connect=True)}[mode](out_path, *sys.argv[3:])

@@ -128,7 +128,7 @@ def test_a_location_the_executors_cannot_read_fails_before_any_training(spark, d
     before = train_jobs(spark)
     with pytest.raises(ValueError, match=r"the executors cannot read the training rows staged at .* Set param stagingDir"):
         clf.fit(train)
-    assert train_jobs(spark) == before  # no training job started
+    assert not train_jobs(spark) - before  # no training job started (old ids may age out of the tracker)
     assert staged_dirs(tmp_path) == []
 
 
@@ -139,7 +139,7 @@ def test_bad_training_data_param_is_named(spark, digits_frames):
 
 
 def test_data_larger_than_max_result_size_trains_through_train_validation_split(tmp_path):
-    """In its own SparkContext (spark.driver.maxResultSize=2m): TrainValidationSplit on 3.7x that much data."""
+    """In its own SparkContext (spark.driver.maxResultSize=1m): TrainValidationSplit on 4x that much data."""
     out = tmp_path / "tvs.json"
     proc = subprocess.run([sys.executable, os.path.join(HERE, "stream_jobs.py"), "tvs", str(out), str(tmp_path / "stage")],
                           capture_output=True, text=True, timeout=600)

@@ -619,6 +619,13 @@ def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, f
     return batches.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i))).prefetch(2).with_options(options)
 
 
+def _streamed_shape(rows: Any) -> Tuple[int, ...]:
+    """Each staged row's feature shape as training sees it (checked by the Spark aggregate that staged
+    the rows): images lose their alpha channel, as in a collect."""
+    shape = tuple(rows.feature_shape)
+    return shape[:-1] + (3,) if rows.kind == "binary" and shape[-1] == 4 else shape
+
+
 def _streamed(rows: Any, prep: Callable[[np.ndarray], np.ndarray], loss_name: str, units: int, **kwargs: Any) -> Any:
     """:func:`sparkdl_lite.core.stream.dataset` over staged rows, features preprocessed, labels as the loss takes them."""
     import tensorflow as tf
@@ -826,10 +833,7 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
     scale = _check_scale(scale)
     if rows is None:
         x, y = _check_data(x, y, num_classes)
-        feature_shape = tuple(x.shape[1:])
-    else:  # checked by the Spark aggregate that staged them; images lose their alpha channel as in a collect
-        feature_shape = tuple(rows.feature_shape[:-1]) + (3,) if rows.kind == "binary" and rows.feature_shape[-1] == 4 \
-            else tuple(rows.feature_shape)
+    feature_shape = tuple(x.shape[1:]) if rows is None else _streamed_shape(rows)
     preset = None
     if model is None and warm_start is None:
         preset = _preset_spec(architecture=architecture, num_classes=num_classes, feature_shape=feature_shape,
@@ -861,13 +865,12 @@ def train(x: np.ndarray, y: np.ndarray, *, num_classes: int, architecture: str =
                              channels=rows.feature_shape[-1] if rows is not None and rows.kind == "binary" else None)
     keras.utils.set_random_seed(seed)  # fit draws dropout masks from here, as a plain Keras fit would
     if rows is None:
-        per_epoch = math.ceil(len(x) / batch_size)
-        batches = epoch_batches(prep(x), _targets(loss["name"], y, width), batch_size, seed=seed,
-                                first_epoch=initial_epoch, epochs=epochs)
+        per_epoch, batches = math.ceil(len(x) / batch_size), epoch_batches(
+            prep(x), _targets(loss["name"], y, width), batch_size, seed=seed, first_epoch=initial_epoch, epochs=epochs)
     else:
-        per_epoch = rows.steps(batch_size)
-        batches = _streamed(rows, prep, loss["name"], width, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows,
-                            first_epoch=initial_epoch, epochs=epochs)
+        per_epoch, batches = rows.steps(batch_size), _streamed(rows, prep, loss["name"], width, seed=seed, epochs=epochs,
+                                                               batch_size=batch_size, shuffle_rows=shuffle_rows,
+                                                               first_epoch=initial_epoch)
     steps = epochs * per_epoch  # this fit's optimizer steps: a warm start decays anew
     opt = _make_optimizer(optimizer, float(learning_rate), schedule, steps)
     if carried is not None:

@@ -29,6 +29,7 @@ __all__ = ["Staged", "STAGING_CONF", "staging_root", "stage", "estimate_bytes", 
 STAGING_CONF = "spark.sparkdl_lite.stagingDir"  # the location when param stagingDir is not set
 _WHO = "TFClassifier"
 _PREFIX = "sparkdl-lite-staged-"
+ROW_GROUP_BYTES = 16 << 20  # Parquet row groups of the staged files: what a streaming task reads at a time
 
 
 class Staged(NamedTuple):
@@ -120,7 +121,8 @@ def stage(spark: Any, dataset: Any, features: str, label: str, kind: str, root: 
     staged_df = _staged_columns(dataset, features, label, kind)
     _LIVE.add(path)
     try:
-        staged_df.write.mode("overwrite").parquet(path)
+        # small row groups: a task holds its shuffle buffer and one row group (Spark's default is 128 MiB)
+        staged_df.write.mode("overwrite").option("parquet.block.size", str(ROW_GROUP_BYTES)).parquet(path)
         facts = _facts(spark.read.parquet(path), kind)
         shape, classes = _check(facts, dataset, features, label, kind)
         check_readable(spark, path, shape)

@@ -25,8 +25,7 @@ def pytest_collection_modifyitems(config, items):
 def spark():
     from pyspark.sql import SparkSession
 
-    # A small maxResultSize reaches the local server: test_streaming_... trains on 4.7x that much data.
-    s = SparkSession.builder.remote("local[2]").config("spark.driver.maxResultSize", "3m").getOrCreate()
+    s = SparkSession.builder.remote("local[2]").getOrCreate()
     yield s
     s.stop()
 

@@ -216,27 +216,20 @@ def test_progress_line_and_cli_on_connect(spark, tmp_path, capsys):
     assert "tasks " in captured.err  # the progress line, fed by Connect's progress handler
 
 
-def test_streaming_data_larger_than_max_result_size_on_connect(spark, tmp_path):
-    """TrainValidationSplit on a DataFrame 4.7x spark.driver.maxResultSize (3m, set on the local server):
-    'auto' stages it through the DataFrame writer and the tasks stream it; nothing reaches the client."""
-    from sparkdl_lite.runner import staging
+def test_streaming_data_larger_than_max_result_size_on_connect(tmp_path):
+    """A Connect client of its own local server (spark.driver.maxResultSize=1m; an ephemeral port beside this
+    suite's server): TrainValidationSplit on 4x that much data streams it; 'ship' explains why it cannot."""
+    import json
+    import subprocess
 
-    x_train, x_test, y_train, y_test = load_digits_split(seed=0)
-    one = vector_df(spark, x_train, y_train)
-    big = one
-    for _ in range(39):  # 40 copies of the 1,347 training rows
-        big = big.union(one)
-    rows, size = staging.estimate_bytes(big, "features", "vector")
-    limit = staging.ship_limit(spark)
-    assert limit == 3 << 20 and size > 4 * limit
-    accuracy = MulticlassClassificationEvaluator(metricName="accuracy")
-    clf = TFClassifier(hiddenLayers=[32], epochs=1, batchSize=256, scale=1 / 16, stagingDir=str(tmp_path))
-    grid = ParamGridBuilder().addGrid(clf.learningRate, [1e-3, 3e-3]).build()
-    model = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=accuracy, trainRatio=0.8,
-                                 seed=1).fit(big)
-    assert model.bestModel.trainingInfo["data"] == "stream"
-    assert min(model.validationMetrics) > 0.8
-    assert accuracy.evaluate(model.bestModel.transform(vector_df(spark, x_test, y_test))) > 0.9
-    with pytest.raises(ValueError, match=r"too large to collect to the driver .*maxResultSize.* trainingData='stream'"):
-        clf.copy({clf.trainingData: "ship"}).fit(big)
-    assert [p for p in os.listdir(tmp_path) if p.startswith("sparkdl-lite-staged-")] == []
+    env = dict(os.environ, SPARK_TESTING="1")
+    out = tmp_path / "tvs.json"
+    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "stream_jobs.py"), "connect-tvs",
+                           str(out), str(tmp_path / "stage")], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["limit_bytes"] == 1 << 20 and res["data_bytes"] > 3 * res["limit_bytes"]
+    assert min(res["validation_metrics"]) > 0.8 and res["test_accuracy"] > 0.9
+    assert res["data_paths"] == ["stream"]
+    assert "too large to collect to the driver" in res["ship_error"] and "maxResultSize" in res["ship_error"]
+    assert res["left_over"] == []
