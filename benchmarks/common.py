@@ -244,6 +244,30 @@ def machine() -> Dict[str, Any]:
     return info
 
 
+#: TensorFlow's start-up lines a child process prints on stderr that the benchmarks do not pass on.
+TF_NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
+            "To enable the following instructions", "rebuild TensorFlow with the appropriate")
+
+
+def pump_stderr(proc: Any, keep: List[str], noise: Sequence[str] = TF_NOISE) -> Any:
+    """A started daemon thread that keeps every stderr line of ``proc`` in ``keep`` and passes on the
+    lines without ``noise``; join it after ``communicate()``."""
+    import threading
+
+    def pump() -> None:
+        try:
+            for line in proc.stderr:
+                keep.append(line)
+                if not any(n in line for n in noise):
+                    sys.stderr.write(line)
+        except ValueError:  # communicate() closed the pipe at the child's exit: nothing more to pass on
+            pass
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    return t
+
+
 def write_json(path: Optional[str], payload: Dict[str, Any]) -> None:
     if not path:
         return

@@ -42,8 +42,6 @@ import common  # noqa: E402  (loopback settings, sessions, process table)
 
 RESULT = "RESULT "
 PATHS = ("ship", "stream")
-NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
-         "To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
 
 class Measurement(NamedTuple):
@@ -159,23 +157,6 @@ def child(args: argparse.Namespace) -> Measurement:
 
 
 # ----------------------------------------------------------------------------------------- parent
-def _pump_stderr(proc: Any, keep: List[str]) -> Any:
-    import threading
-
-    def pump() -> None:  # pass a child's stderr through, minus TF's known log noise
-        try:
-            for line in proc.stderr:
-                keep.append(line)
-                if not any(n in line for n in NOISE):
-                    sys.stderr.write(line)
-        except ValueError:  # communicate() closed the pipe at the child's exit
-            pass
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    return t
-
-
 def run_child(path: str, k: int, run: int, args: argparse.Namespace) -> Dict[str, Any]:
     """One child process; a crash (killed, no result) is returned as its error."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", path, "--k", str(k), "--run", str(run),
@@ -186,7 +167,7 @@ def run_child(path: str, k: int, run: int, args: argparse.Namespace) -> Dict[str
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err: List[str] = []
-    t = _pump_stderr(proc, err)
+    t = common.pump_stderr(proc, err)
     try:
         out_text, _ = proc.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:

@@ -46,8 +46,6 @@ import numpy as np  # noqa: E402
 
 RESULT = "RESULT "
 VARIANTS = ("a", "b", "p", "c", "d", "e", "warm", "cv")
-NOISE = ("use_unbounded_threadpool", "WARNING: All log messages before absl", "cpu_feature_guard",
-         "To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
 
 # ----------------------------------------------------------------------------------------- shared set-up
@@ -326,7 +324,7 @@ def run_child(variant: str, extra: List[str], args: argparse.Namespace) -> Dict[
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: List[str] = []
-    t = _pump_stderr(proc, err_lines)
+    t = common.pump_stderr(proc, err_lines)
     try:
         out_text, _ = proc.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -348,23 +346,6 @@ def _child_cmd(variant: str, args: argparse.Namespace) -> List[str]:
             "--hidden", args.hidden, "--folds", str(args.folds), "--executor-memory", args.executor_memory]
 
 
-def _pump_stderr(proc: Any, keep: List[str]) -> Any:
-    import threading
-
-    def pump() -> None:  # pass a child's stderr through, minus TF's known log noise
-        try:
-            for line in proc.stderr:
-                keep.append(line)
-                if not any(n in line for n in NOISE):
-                    sys.stderr.write(line)
-        except ValueError:  # communicate() closed the pipe at the child's exit: nothing more to pass on
-            pass
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    return t
-
-
 def run_plain_parallel(args: argparse.Namespace, shards: int) -> Dict[str, Any]:
     """(p): ``shards`` plain processes, started together once each has loaded TF and the data."""
     print(f"== (p) {shards} plain processes, TF on 1 thread each", flush=True)
@@ -373,7 +354,7 @@ def run_plain_parallel(args: argparse.Namespace, shards: int) -> Dict[str, Any]:
         cmd = _child_cmd("p", args) + ["--shard", str(i), "--shards", str(shards)]
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         errs.append([])
-        _pump_stderr(p, errs[-1])
+        common.pump_stderr(p, errs[-1])
         procs.append(p)
     for i, p in enumerate(procs):
         line = p.stdout.readline()
