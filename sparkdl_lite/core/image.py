@@ -12,12 +12,12 @@ files through Spark, ``read_images`` and ``images_from_numpy``, lives in :mod:`s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["CHANNEL_ORDERS", "MODE_BY_CHANNELS", "IMAGE_FIELDS", "ImageBatch", "decode_batch", "encode_images",
-           "make_preprocess", "decode_file", "EMPTY_FILE_ERROR"]
+           "make_preprocess", "decode_file", "EMPTY_FILE_ERROR", "without_alpha", "shape_without_alpha"]
 
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
 MODE_BY_CHANNELS = {1: 0, 3: 16, 4: 24}  # OpenCV CV_8UC1 / CV_8UC3 / CV_8UC4
@@ -122,6 +122,18 @@ def _why(present: bool, h: int, w: int, c: int, length: int) -> str:
     if c not in (1, 3, 4):
         return f"the image has nChannels={c}; expected 1 (gray), 3 (BGR) or 4 (BGRA)"
     return f"the image data has {length} bytes; height*width*nChannels = {h}*{w}*{c} = {h * w * c}"
+
+
+def without_alpha(x: np.ndarray) -> np.ndarray:
+    """Image rows ``(N, H, W, C)`` without an alpha channel: 4 channels keep the first three (as
+    TFImageTransformer does when scoring); other arrays unchanged."""
+    return x[..., :3] if x.ndim == 4 and x.shape[-1] == 4 else x
+
+
+def shape_without_alpha(shape: Sequence[int]) -> Tuple[int, ...]:
+    """An image row's shape ``(H, W, C)`` after :func:`without_alpha`."""
+    shape = tuple(int(d) for d in shape)
+    return shape[:-1] + (3,) if len(shape) == 3 and shape[-1] == 4 else shape
 
 
 def make_preprocess(*, src_channels: int, channel_order: str, target_hw: Optional[Tuple[int, int]],

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from sparkdl_lite.core import image
 from sparkdl_lite.core.graph import TFGraph
 
 __all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "HYPERPARAMS", "hyperparam_problem", "hyperparam_kwargs",
@@ -446,7 +447,7 @@ def preprocess(x: np.ndarray, *, model_shape: Sequence[int], scale: Optional[flo
     ``channels`` (streamed images) keeps the first three of four channels, as a collect drops alpha."""
     x = np.asarray(x)
     if channels == 4:
-        x = x[..., :3]
+        x = image.without_alpha(x)
     if reverse_channels:
         x = x[..., ::-1]
     x = x.astype(np.float32)  # a copy: the caller's (broadcast) array is never written
@@ -622,8 +623,7 @@ def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int, f
 def _streamed_shape(rows: Any) -> Tuple[int, ...]:
     """Each staged row's feature shape as training sees it (checked by the Spark aggregate that staged
     the rows): images lose their alpha channel, as in a collect."""
-    shape = tuple(rows.feature_shape)
-    return shape[:-1] + (3,) if rows.kind == "binary" and shape[-1] == 4 else shape
+    return image.shape_without_alpha(rows.feature_shape) if rows.kind == "binary" else tuple(rows.feature_shape)
 
 
 def _streamed(rows: Any, prep: Callable[[np.ndarray], np.ndarray], loss_name: str, units: int, **kwargs: Any) -> Any:

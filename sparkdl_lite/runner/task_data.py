@@ -20,6 +20,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import pyarrow as pa
 
+from sparkdl_lite.core.image import shape_without_alpha, without_alpha
 from sparkdl_lite.runner import engine, staging
 
 __all__ = ["TaskData", "DataPlan", "DATA_PATHS", "Frame", "pack", "unpack", "collect", "feature_kind", "num_classes"]
@@ -124,16 +125,23 @@ class TaskData:
         root = staging.staging_root(spark, plan.staging_dir) if plan.path != "ship" else None
 
         def one(f: Frame) -> Any:
-            with engine.job_description(spark, description.format(what=f.what)):
-                if _streams(spark, f, plan, root):
-                    return staging.stage(spark, f.dataset, f.features, f.label, f.kind, root)
-                return _collect_or_explain(spark, f, plan)
+            try:
+                with engine.job_description(spark, description.format(what=f.what)):
+                    if _streams(spark, f, plan, root):
+                        return staging.stage(spark, f.dataset, f.features, f.label, f.kind, root)
+                    return _collect_or_explain(f, plan)
+            except BaseException as exc:  # noqa: BLE001 - raised below, once every frame's job has ended
+                return exc
 
-        for f, got in zip(items, engine.thread_map(spark, one, items, threads=4)):
-            if isinstance(got, staging.Staged):
-                self._staged[self._add_key(f.dataset, f.features, f.label)] = got
-            else:
-                self.add(f.dataset, f.features, f.label, *got)
+        got = engine.thread_map(spark, one, items, threads=4)
+        for f, held in zip(items, got):  # what the others staged is held (and removed by close()) when one fails
+            if isinstance(held, staging.Staged):
+                self._staged[self._add_key(f.dataset, f.features, f.label)] = held
+            elif not isinstance(held, BaseException):
+                self.add(f.dataset, f.features, f.label, *held)
+        failed = [held for held in got if isinstance(held, BaseException)]
+        if failed:
+            raise failed[0]
 
     def _add_key(self, dataset: Any, features: str, label: str) -> int:
         key = len(self._keys)
@@ -155,8 +163,7 @@ class TaskData:
         """``(rows, *feature shape)`` of a key as the tasks read it (images without their alpha channel)."""
         if key in self._staged:
             staged = self._staged[key]
-            shape = staged.feature_shape
-            return (staged.rows, *shape[:-1], 3) if staged.kind == "image" and shape[-1] == 4 else (staged.rows, *shape)
+            return (staged.rows, *shape_without_alpha(staged.feature_shape))
         return tuple(self._arrays[key][0].shape)
 
     def labels(self, key: int) -> Optional[np.ndarray]:
@@ -223,7 +230,7 @@ def _streams(spark: Any, f: Frame, plan: DataPlan, root: Optional[str]) -> bool:
     return True
 
 
-def _collect_or_explain(spark: Any, f: Frame, plan: DataPlan) -> Tuple[np.ndarray, np.ndarray]:
+def _collect_or_explain(f: Frame, plan: DataPlan) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`collect`, a result too large for the driver reported with its size, limit and the param to change."""
     try:
         return collect(f.dataset, f.features, f.label, f.kind)
@@ -331,8 +338,7 @@ def _collect_images(table: Any, features: str) -> np.ndarray:
         raise ValueError(f"{name}: featuresCol {features!r} has an image at row {row} with {int(lengths[row])} data bytes; "
                          f"height*width*nChannels = {hh * ww * cc}.")
     values = np.frombuffer(data.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
-    x = values.reshape(n, hh, ww, cc).copy()
-    return x[..., :3] if cc == 4 else x  # alpha is dropped, as TFImageTransformer does when scoring
+    return without_alpha(values.reshape(n, hh, ww, cc).copy())
 
 
 def num_classes(dataset: Any, label: str, y: np.ndarray) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkdl_lite.core import failpoint
+from sparkdl_lite.core.image import without_alpha
 from sparkdl_lite.runner import engine, task_data
 from sparkdl_lite.runner import epochs as epoch_board
 
@@ -230,7 +231,7 @@ class _Rows:
             return training.predict_classes(graph, self.payload[f"x{key}"]), None
         predicted, labels = [], []
         for x, y in staged.batches(0, seed=0, batch_size=4096, shuffle_rows=0):
-            predicted.append(training.predict_classes(graph, x[..., :3] if x.ndim == 4 and x.shape[-1] == 4 else x))
+            predicted.append(training.predict_classes(graph, without_alpha(x)))
             labels.append(y.astype(np.int32))
         return np.concatenate(predicted), np.concatenate(labels).tobytes()
 
