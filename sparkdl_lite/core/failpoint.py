@@ -21,27 +21,14 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Set
 
-__all__ = ["ENV", "value", "indexes", "kill_worker", "Faults", "armed"]
+__all__ = ["ENV", "value", "kill_worker", "Faults", "armed"]
 
 ENV = "SPARKDL_LITE_FAILPOINTS"
 
 
 def value(name: str) -> Optional[str]:
     """The value of fail point ``name``, or None when it is off."""
-    raw = os.environ.get(ENV)
-    if not raw:
-        return None
-    for item in raw.split(";"):
-        key, _, val = item.partition("=")
-        if key.strip() == name:
-            return val.strip()
-    return None
-
-
-def indexes(name: str) -> Set[int]:
-    """The param-map indexes a point names (``train=1,3`` -> {1, 3})."""
-    raw = value(name) or ""
-    return {int(v) for v in raw.replace(" ", "").split(",") if v.lstrip("-").isdigit()}
+    return armed().points.get(name)
 
 
 def kill_worker(marker: Optional[str]) -> None:
