@@ -9,8 +9,9 @@ index); files whose names start with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) are
 A training task opens the directory as :class:`StagedRows` (Parquet footers only) and reads one
 epoch with :meth:`StagedRows.batches`: the row groups in a seeded random order, mixed through a
 bounded shuffle buffer, converted from Arrow to numpy without per-row Python. :func:`dataset` wraps
-that in a ``tf.data.Dataset`` for Keras ``fit``. Memory is bounded by the buffer and one row group,
-whatever the size of the data. Core module: numpy, pyarrow and TensorFlow, no pyspark.
+that in a ``tf.data.Dataset`` for Keras ``fit``, handing TensorFlow a few large chunks per epoch
+(:meth:`StagedRows.chunks`) read ahead by a thread. Memory is bounded by the buffer and a few row
+groups, whatever the size of the data. Core module: numpy, pyarrow and TensorFlow, no pyspark.
 """
 from __future__ import annotations
 
@@ -416,13 +417,29 @@ class StagedRows:
 
         .. versionadded:: 0.3.0
         """
+        chunks = self.chunks(epoch, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows)
+        return ((x[lo:lo + batch_size], y[lo:lo + batch_size]) for x, y in chunks for lo in range(0, len(x), batch_size))
+
+    def chunks(self, epoch: int, *, seed: int, batch_size: int, shuffle_rows: int
+               ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        """One epoch as a few large ``(x, y)`` chunks: :meth:`batches` before it is cut into batches.
+
+        One chunk per row group read (the whole batches it lets out of the shuffle buffer, so its
+        length is a multiple of ``batch_size``), then the buffer's rest; chunks with no row are
+        skipped. Cutting every chunk into ``batch_size`` rows from its start gives exactly the
+        batches of :meth:`batches`, which is how :func:`dataset` hands an epoch to TensorFlow: a
+        few hand-offs from Python per epoch instead of one per batch. Same arguments and errors
+        as :meth:`batches`.
+
+        .. versionadded:: 0.3.0
+        """
         epoch = _check_int("epoch", epoch, 0)
         rng = np.random.default_rng([_check_int("seed", seed, 0), epoch])
         return self._epoch(rng, _check_int("batch_size", batch_size, 1), _check_int("shuffle_rows", shuffle_rows, 0))
 
     def _epoch(self, rng: np.random.Generator, batch_size: int, shuffle_rows: int
                ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-        """The batches of one epoch drawn with ``rng`` (see :meth:`batches`)."""
+        """The chunks of one epoch drawn with ``rng`` (see :meth:`chunks`)."""
         kept_x = np.empty((0, *self.feature_shape), self.dtype)
         kept_y = np.empty(0, np.float64)
         most = 0
@@ -437,11 +454,11 @@ class StagedRows:
             sent_x, sent_y = x[order[:out]], y[order[:out]]
             kept_x, kept_y = x[order[out:]], y[order[out:]]
             del x, y
-            for lo in range(0, out, batch_size):
-                yield sent_x[lo:lo + batch_size], sent_y[lo:lo + batch_size]
+            if out:
+                yield sent_x, sent_y
             del sent_x, sent_y
-        for lo in range(0, len(kept_x), batch_size):  # the buffer, already in random order
-            yield kept_x[lo:lo + batch_size], kept_y[lo:lo + batch_size]
+        if len(kept_x):  # the buffer, already in random order
+            yield kept_x, kept_y
         self.max_rows_held = most
 
 
@@ -450,14 +467,17 @@ def dataset(rows: StagedRows, *, seed: int, batch_size: int, shuffle_rows: int, 
             prefetch: int = 2, transform: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Any:
     """A ``tf.data.Dataset`` of ``(x, y)`` batches streaming ``epochs`` epochs of staged rows.
 
-    One generator runs the epochs back to back: ``rows.batches(first_epoch)``, then
-    ``rows.batches(first_epoch + 1)``, ... (each epoch its own order). Give Keras
+    The epochs run back to back: ``rows.batches(first_epoch)``, then
+    ``rows.batches(first_epoch + 1)``, ... (each epoch its own order), handed to TensorFlow as
+    :meth:`StagedRows.chunks` (a reader thread reads, mixes and transforms the next chunk while
+    TensorFlow cuts the last one into batches and trains on them). Give Keras
     ``fit(ds, epochs=first_epoch + epochs, initial_epoch=first_epoch, steps_per_epoch=rows.steps(batch_size))``:
     with ``steps_per_epoch`` set and the dataset's length unknown, Keras keeps one iterator across
     its epochs, so each Keras epoch reads exactly one epoch of the stream, and none is read after
-    the last (without ``steps_per_epoch`` the first Keras epoch would read them all). The rows are
-    read and converted in the generator, one row group at a time, while TensorFlow trains on the
-    batches ``prefetch`` holds ready.
+    the last (without ``steps_per_epoch`` the first Keras epoch would read them all). Memory: the
+    shuffle buffer and the row group being mixed in, one finished chunk waiting in the reader's
+    queue, the chunk being cut and ``prefetch`` batches (a chunk is at most one row group plus the
+    buffer): bounded, whatever the size of the data.
 
     Parameters
     ----------
@@ -512,14 +532,70 @@ def dataset(rows: StagedRows, *, seed: int, batch_size: int, shuffle_rows: int, 
     probe = apply(np.zeros((1, *rows.feature_shape), rows.dtype))  # the output's dtype and shape, derived not declared
     signature = (tf.TensorSpec((None, *probe.shape[1:]), tf.as_dtype(probe.dtype)), tf.TensorSpec((None,), tf.float64))
 
-    def generate() -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    def epochs_of_chunks() -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         for epoch in range(first_epoch, first_epoch + epochs):
-            for x, y in rows.batches(epoch, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows):
+            for x, y in rows.chunks(epoch, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows):
                 yield apply(x), y
+
+    def cut(x: Any, y: Any) -> Any:  # a chunk into batches, in TensorFlow: no Python per batch
+        starts = tf.data.Dataset.range(0, tf.shape(x, out_type=tf.int64)[0], batch_size)
+        return starts.map(lambda lo: (x[lo:lo + batch_size], y[lo:lo + batch_size]))
 
     options = tf.data.Options()
     options.autotune.enabled = False  # as in training.train: the autotuner's thread holds up each iterator's end
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).with_options(options).prefetch(prefetch)
+    chunks = tf.data.Dataset.from_generator(lambda: _read_ahead(epochs_of_chunks()), output_signature=signature)
+    return chunks.with_options(options).flat_map(cut).prefetch(prefetch)
+
+
+_END = object()
+
+
+def _read_ahead(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], ahead: int = 1
+                ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """``chunks`` made by a reader thread while the consumer works on the last one.
+
+    The thread reads, mixes and transforms up to ``ahead`` chunks beyond the one being consumed
+    (pyarrow's reads and numpy's copies release the GIL for most of their time), so TensorFlow's
+    call into Python only takes a finished chunk from a queue. An error in the thread is raised
+    here, at the chunk it stopped; closing this generator early stops the thread.
+    """
+    import queue
+    import threading
+
+    made: "queue.Queue[Any]" = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                made.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in chunks:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(e)
+
+    reader = threading.Thread(target=work, name="sparkdl-lite-stream-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = made.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5)
 
 
 def _transformed(transform: Optional[Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
