@@ -293,10 +293,10 @@ def test_a_dataset_dropped_early_stops_its_reader_thread(staged_dirs):
     ds = stream.dataset(staged, seed=SEED, batch_size=16, shuffle_rows=300, epochs=50)
     it = iter(ds)
     next(it)
-    assert any(t.name == "sparkdl-lite-stream-reader" for t in threading.enumerate())
+    assert any(t.name == "sparkdl-lite-prefetch" for t in threading.enumerate())
     del it, ds
     gc.collect()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(t.name == "sparkdl-lite-stream-reader" for t in threading.enumerate()):
+    while time.monotonic() < deadline and any(t.name == "sparkdl-lite-prefetch" for t in threading.enumerate()):
         time.sleep(0.1)
-    assert not any(t.name == "sparkdl-lite-stream-reader" for t in threading.enumerate())
+    assert not any(t.name == "sparkdl-lite-prefetch" for t in threading.enumerate())

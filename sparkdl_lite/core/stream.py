@@ -469,13 +469,14 @@ def dataset(rows: StagedRows, *, seed: int, batch_size: int, shuffle_rows: int, 
 
     The epochs run back to back: ``rows.batches(first_epoch)``, then
     ``rows.batches(first_epoch + 1)``, ... (each epoch its own order), handed to TensorFlow as
-    :meth:`StagedRows.chunks` (a reader thread reads, mixes and transforms the next chunk while
-    TensorFlow cuts the last one into batches and trains on them). Give Keras
+    :meth:`StagedRows.chunks` (a helper thread, :func:`sparkdl_lite.core.runtime.prefetch`, reads,
+    mixes and transforms the next chunk while TensorFlow cuts the last one into batches and trains
+    on them). Give Keras
     ``fit(ds, epochs=first_epoch + epochs, initial_epoch=first_epoch, steps_per_epoch=rows.steps(batch_size))``:
     with ``steps_per_epoch`` set and the dataset's length unknown, Keras keeps one iterator across
     its epochs, so each Keras epoch reads exactly one epoch of the stream, and none is read after
     the last (without ``steps_per_epoch`` the first Keras epoch would read them all). Memory: the
-    shuffle buffer and the row group being mixed in, one finished chunk waiting in the reader's
+    shuffle buffer and the row group being mixed in, one finished chunk waiting in the helper's
     queue, the chunk being cut and ``prefetch`` batches (a chunk is at most one row group plus the
     buffer): bounded, whatever the size of the data.
 
@@ -525,7 +526,8 @@ def dataset(rows: StagedRows, *, seed: int, batch_size: int, shuffle_rows: int, 
         _check_int(name, value, minimum)
     if transform is not None and not callable(transform):
         raise TypeError(f"{_WHO}: 'transform' must be a callable on numpy batches or None; got {transform!r}.")
-    from sparkdl_lite.core.tfimport import import_tensorflow  # TF only when a dataset is built
+    from sparkdl_lite.core import runtime  # TF only when a dataset is built
+    from sparkdl_lite.core.tfimport import import_tensorflow
 
     tf = import_tensorflow()
     apply = _transformed(transform)
@@ -534,8 +536,12 @@ def dataset(rows: StagedRows, *, seed: int, batch_size: int, shuffle_rows: int, 
 
     def epochs_of_chunks() -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         for epoch in range(first_epoch, first_epoch + epochs):
-            for x, y in rows.chunks(epoch, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows):
-                yield apply(x), y
+            yield from rows.chunks(epoch, seed=seed, batch_size=batch_size, shuffle_rows=shuffle_rows)
+
+    def read_ahead() -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        # a helper thread reads, mixes and transforms the next chunk (pyarrow's reads and numpy's copies
+        # release the GIL for most of their time); TensorFlow's call into Python only takes a finished one
+        return runtime.prefetch(epochs_of_chunks(), lambda chunk: (apply(chunk[0]), chunk[1]))
 
     def cut(x: Any, y: Any) -> Any:  # a chunk into batches, in TensorFlow: no Python per batch
         starts = tf.data.Dataset.range(0, tf.shape(x, out_type=tf.int64)[0], batch_size)
@@ -543,59 +549,8 @@ def dataset(rows: StagedRows, *, seed: int, batch_size: int, shuffle_rows: int, 
 
     options = tf.data.Options()
     options.autotune.enabled = False  # as in training.train: the autotuner's thread holds up each iterator's end
-    chunks = tf.data.Dataset.from_generator(lambda: _read_ahead(epochs_of_chunks()), output_signature=signature)
+    chunks = tf.data.Dataset.from_generator(read_ahead, output_signature=signature)
     return chunks.with_options(options).flat_map(cut).prefetch(prefetch)
-
-
-_END = object()
-
-
-def _read_ahead(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], ahead: int = 1
-                ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """``chunks`` made by a reader thread while the consumer works on the last one.
-
-    The thread reads, mixes and transforms up to ``ahead`` chunks beyond the one being consumed
-    (pyarrow's reads and numpy's copies release the GIL for most of their time), so TensorFlow's
-    call into Python only takes a finished chunk from a queue. An error in the thread is raised
-    here, at the chunk it stopped; closing this generator early stops the thread.
-    """
-    import queue
-    import threading
-
-    made: "queue.Queue[Any]" = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                made.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in chunks:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
-            put(e)
-
-    reader = threading.Thread(target=work, name="sparkdl-lite-stream-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = made.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join(timeout=5)
 
 
 def _transformed(transform: Optional[Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
