@@ -96,6 +96,26 @@ def small_cnn(input_shape, seed=0, classes=10):
     ])
 
 
+def run_job(mode, tmp_path, env=None, timeout=600):
+    """Run ``tests/fault_jobs.py MODE`` in a child process (a SparkContext of its own); its JSON result."""
+    import json
+    import subprocess
+
+    out = tmp_path / f"{mode}.json"
+    env = {**{k: v for k, v in os.environ.items() if k != "SPARKDL_LITE_FAILPOINTS"}, **(env or {})}
+    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "fault_jobs.py"), mode, str(out)],
+                          env=env, capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path))
+    if proc.returncode != 0 or not out.exists():
+        raise AssertionError(f"{mode} failed (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}")
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="session")
+def cluster_jobs(tmp_path_factory):
+    """One local-cluster[2,2,1024] run for test_cluster.py and test_reliability.py (fault_jobs.py cluster)."""
+    return run_job("cluster", tmp_path_factory.mktemp("cluster"))
+
+
 # The Spark Connect half runs in its own pytest process (a Connect server cannot start beside a
 # classic SparkContext): `SPARKDL_LITE_CONNECT_SUITE=1 pytest tests/connect`, as scripts/dev.sh does.
 collect_ignore = [] if os.environ.get("SPARKDL_LITE_CONNECT_SUITE") else ["connect"]

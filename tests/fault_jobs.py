@@ -1,14 +1,16 @@
-"""Fault-injection jobs run in a subprocess by test_reliability.py (each needs its own SparkContext).
+"""Jobs that need a SparkContext of their own, run in a subprocess by the tests (one process holds one).
 
-    python tests/fault_jobs.py label-executor-loss OUT.json
-    python tests/fault_jobs.py label-worker-crash OUT.json
-    python tests/fault_jobs.py train-first-attempt OUT.json
-    python tests/fault_jobs.py tune-executor-loss OUT.json
+    python tests/fault_jobs.py local-faults OUT.json    # local[2,3]: a failed first attempt, a worker crash
+    python tests/fault_jobs.py cluster OUT.json         # local-cluster[2,2,1024]: test_cluster's fits, then
+                                                        # an executor JVM killed mid-tuning and mid-labeling
 
-Each prints nothing useful and writes a JSON result the test compares.
+One local-cluster serves test_cluster.py and test_reliability.py (a session fixture in conftest.py):
+its start-up and the executors' TensorFlow imports are paid once. Each mode writes a JSON result the
+tests check.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +50,7 @@ def executor_pids(app_id):
 def _start_killer(sc, stage_ready, delay=0.0, timeout=300):
     """A thread that SIGKILLs one executor JVM of this application once an active stage satisfies
     ``stage_ready(stage_info)`` (after ``delay`` seconds); returns the thread and the list of killed PIDs."""
-    killed = []
+    killed: list = []
 
     def killer():
         tracker = sc.statusTracker()
@@ -64,12 +66,20 @@ def _start_killer(sc, stage_ready, delay=0.0, timeout=300):
                         if pids:
                             os.kill(pids[0], signal.SIGKILL)
                             killed.append(pids[0])
+                            stage[0] = sid
                             return
             time.sleep(0.1)
 
+    stage = [None]
     th = threading.Thread(target=killer, daemon=True)
     th.start()
-    return th, killed
+    return th, killed, stage
+
+
+def _failed_tasks(sc, stage):
+    """Tasks of the killed stage that failed (0 when the kill came after they had all finished)."""
+    info = sc.statusTracker().getStageInfo(stage[0]) if stage[0] is not None else None
+    return info.numFailedTasks if info else 0
 
 
 def _label_job(spark, n_rows=5000, partitions=8):
@@ -94,22 +104,6 @@ def _max_diff(a, b):
     if a.keys() != b.keys():
         return float("inf")
     return float(max(np.abs(a[k] - b[k]).max() for k in a))
-
-
-def label_executor_loss(out, spark=None):
-    own = spark is None
-    if own:
-        spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
-    sc = spark.sparkContext
-    _wait_executors(sc, 2)
-    clean, n_clean = _collect(_label_job(spark))
-    th, killed = _start_killer(sc, lambda st: st.numCompletedTasks >= 2)
-    faulty, n_faulty = _collect(_label_job(spark))
-    th.join(timeout=5)
-    json.dump({"killed": killed, "n_clean": n_clean, "n_faulty": n_faulty, "max_diff": _max_diff(clean, faulty),
-               "executors_after": sc._jsc.sc().getExecutorMemoryStatus().size() - 1}, open(out, "w"))
-    if own:
-        spark.stop()
 
 
 def label_worker_crash(out, spark=None):
@@ -163,23 +157,6 @@ def train_first_attempt(out, spark=None):
         spark.stop()
 
 
-def tune_executor_loss(out, spark=None):
-    own = spark is None
-    if own:
-        spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
-    sc = spark.sparkContext
-    _wait_executors(sc, 2)
-    clean, clean_exec = _digits_fit(spark)
-    th, killed = _start_killer(sc, lambda st: st.numTasks == 4 and st.numActiveTasks >= 1, delay=2.0)
-    faulty, faulty_exec = _digits_fit(spark)
-    th.join(timeout=5)
-    json.dump({"killed": killed, "models": len(faulty), "max_diff": _max_diff(clean, faulty),
-               "clean_executors": sorted(set(map(str, clean_exec.values()))),
-               "faulty_executors": sorted(set(map(str, faulty_exec.values())))}, open(out, "w"))
-    if own:
-        spark.stop()
-
-
 def local_faults(out):
     """Both local[2,3] faults in one SparkContext (saves a Spark and TF start-up in the suite)."""
     spark = _session("local[2,3]")
@@ -189,17 +166,113 @@ def local_faults(out):
     spark.stop()
 
 
-def cluster_faults(out):
-    """Both executor-loss faults on one local-cluster[2,1,1024]."""
-    spark = _session("local-cluster[2,1,1024]", **{"spark.executor.memory": "1000m", "spark.task.maxFailures": "4"})
-    tune_executor_loss(out + ".tune", spark)
-    label_executor_loss(out + ".label", spark)
-    json.dump({"tune": json.load(open(out + ".tune")), "label": json.load(open(out + ".label"))}, open(out, "w"))
-    spark.stop()
+# ----------------------------------------------------------------------------- local-cluster
+def cluster_frames(spark):
+    """400 training and 100 test rows of the real digits set, as vector DataFrames with an id."""
+    import pandas as pd
+    from pyspark.ml.functions import array_to_vector
+
+    from sparkdl_lite.core.datasets import load_digits_split
+
+    x_train, x_test, y_train, y_test = load_digits_split()
+
+    def make(x, y):
+        return spark.createDataFrame(pd.DataFrame({
+            "id": np.arange(len(x)), "features": list(x.astype(np.float64)), "label": y.astype(np.int64)
+        })).withColumn("features", array_to_vector("features"))
+
+    return make(x_train[:400], y_train[:400]), make(x_test[:100], y_test[:100])
+
+
+def fit_all(spark):
+    """fitMultiple over 4 maps; {index: executor id, the graph's probabilities on the test rows (and for
+    index 0 what transform gives on the executors)}."""
+    from sparkdl_lite.classifier import TFClassifier
+
+    train_df, test_df = cluster_frames(spark)
+    clf = TFClassifier(epochs=2, seed=11)
+    maps = [{clf.hiddenLayers: h, clf.learningRate: lr} for h in ([8], [16]) for lr in (1e-3, 1e-2)]
+    x_test = np.array([r.features.toArray() for r in test_df.orderBy("id").collect()], np.float32)
+    out = {}
+    for index, model in clf.fitMultiple(train_df, maps):
+        probability = model.graph.load()({"features:0": x_test})["probability:0"]
+        out[index] = {"executorId": model.trainingInfo["executorId"], "probability": probability.tolist()}
+        if index == 0:  # scoring on the executors gives what the graph gives on the driver
+            rows = model.transform(test_df).orderBy("id").select("probability").collect()
+            out[index]["transformed"] = [r.probability.toArray().tolist() for r in rows]
+    return out
+
+
+def fit_lone_and_pair(spark):
+    """A lone fit (asks for a whole executor), two maps side by side, and a streamed fit on a cluster master."""
+    import tempfile
+
+    from sparkdl_lite.classifier import TFClassifier
+
+    train_df, test_df = cluster_frames(spark)
+    clf = TFClassifier(epochs=2, seed=11)
+    lone = clf.fit(train_df, {clf.epochs: 20, clf.learningRate: 1e-2})
+    pair = [m for _, m in clf.fitMultiple(train_df, [{clf.learningRate: lr} for lr in (1e-3, 1e-2)])]
+    acc = lone.transform(test_df).where("prediction = label").count() / test_df.count()
+    try:  # a cluster master: streaming needs a location every executor can read
+        clf.copy({clf.trainingData: "stream"}).fit(train_df)
+        no_location = ""
+    except ValueError as exc:
+        no_location = str(exc)
+    stage = tempfile.mkdtemp()  # the executor JVMs of local-cluster share this machine's disk: a file:// location
+    streamed = clf.copy({clf.trainingData: "stream", clf.stagingDir: "file://" + stage}).fit(train_df)
+    return {"lone": lone.trainingInfo, "pair": [m.trainingInfo for m in pair], "lone_accuracy": acc,
+            "no_location": no_location, "streamed": streamed.trainingInfo}
+
+
+def _max_prob_diff(a, b):
+    if sorted(a) != sorted(b):
+        return float("inf")
+    return float(max(np.abs(np.asarray(a[i]["probability"]) - np.asarray(b[i]["probability"])).max() for i in a))
+
+
+def cluster(out):
+    """local-cluster[2,2,1024] (two executor JVMs, two cores each): test_cluster's fits, then one executor
+    JVM SIGKILLed during a fitMultiple (compared with the clean fit_all) and during labeling."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    jvm = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # short-lived test JVMs: C1 and serial GC save CPU here
+    spark = _session("local-cluster[2,2,1024]", **{
+        "spark.executor.memory": "1000m", "spark.task.maxFailures": "4",
+        "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1",
+        "spark.driver.extraJavaOptions": jvm, "spark.executor.extraJavaOptions": jvm})
+    sc = spark.sparkContext
+    app = sc.applicationId
+    try:
+        _wait_executors(sc, 2)
+        result = {"fit_all": fit_all(spark), "lone": fit_lone_and_pair(spark)}
+        clean = result["fit_all"]
+        th, killed, stage = _start_killer(sc, lambda st: st.numTasks == 4 and st.numActiveTasks >= 1, delay=0.5)
+        faulty = fit_all(spark)
+        th.join(timeout=5)
+        result["tune"] = {"killed": killed, "models": len(faulty), "max_diff": _max_prob_diff(clean, faulty),
+                          "failed_tasks": _failed_tasks(sc, stage),
+                          "clean_executors": sorted({v["executorId"] for v in clean.values()})}
+        _wait_executors(sc, 2)  # the worker starts a new executor for the lost one
+        clean_labels, n_clean = _collect(_label_job(spark))
+        th, killed, stage = _start_killer(sc, lambda st: st.numCompletedTasks >= 2)
+        faulty_labels, n_faulty = _collect(_label_job(spark))
+        th.join(timeout=5)
+        result["label"] = {"killed": killed, "n_clean": n_clean, "n_faulty": n_faulty,
+                           "max_diff": _max_diff(clean_labels, faulty_labels), "failed_tasks": _failed_tasks(sc, stage)}
+        json.dump(result, open(out, "w"))
+    finally:
+        spark.stop()
+        # local-cluster workers write under $SPARK_HOME/work/<app id>; remove what this run wrote.
+        work = os.path.join(_find_spark_home(), "work")
+        shutil.rmtree(os.path.join(work, app), ignore_errors=True)
+        try:
+            os.rmdir(work)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":
     mode, out_path = sys.argv[1], sys.argv[2]
-    {"label-executor-loss": label_executor_loss, "label-worker-crash": label_worker_crash,
-     "train-first-attempt": train_first_attempt, "tune-executor-loss": tune_executor_loss,
-     "local-faults": local_faults, "cluster-faults": cluster_faults}[mode](out_path)
+    {"label-worker-crash": label_worker_crash, "train-first-attempt": train_first_attempt,
+     "local-faults": local_faults, "cluster": cluster}[mode](out_path)

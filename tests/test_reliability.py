@@ -1,22 +1,8 @@
 """Faults mid-job: a lost executor JVM and a crashing Python worker; Spark reruns, nothing is lost or doubled."""
-import json
 import os
-import subprocess
-import sys
 
 import pytest
-
-HERE = os.path.dirname(__file__)
-
-
-def _run(mode, tmp_path, env=None, timeout=600):
-    out = tmp_path / f"{mode}.json"
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "fault_jobs.py"), mode, str(out)],
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0 or not out.exists():
-        raise AssertionError(f"{mode} failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(out.read_text())
-
+from conftest import run_job
 
 NEEDS_FASHION = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
 
@@ -26,13 +12,7 @@ def local_faults(tmp_path_factory):
     """local[2,3] (3 attempts per task): a training task that dies on its first attempt, then a Python
     worker that exits mid-transform; each run next to a clean run in the same SparkContext."""
     tmp = tmp_path_factory.mktemp("local_faults")
-    return _run("local-faults", tmp, env={"SPARKDL_LITE_FAILPOINTS": f"kill_worker={tmp / 'kill-one-worker'}"})
-
-
-@pytest.fixture(scope="module")
-def cluster_faults(tmp_path_factory):
-    """local-cluster[2,1,1024]: SIGKILL one executor JVM during fitMultiple, then during labeling."""
-    return _run("cluster-faults", tmp_path_factory.mktemp("cluster_faults"))
+    return run_job("local-faults", tmp, env={"SPARKDL_LITE_FAILPOINTS": f"kill_worker={tmp / 'kill-one-worker'}"})
 
 
 @NEEDS_FASHION
@@ -51,20 +31,24 @@ def test_training_task_failing_its_first_attempt_is_retried(local_faults):
 
 
 @NEEDS_FASHION
-def test_executor_loss_during_labeling(cluster_faults):
-    res = cluster_faults["label"]
+def test_executor_loss_during_labeling(cluster_jobs):
+    """local-cluster[2,2,1024]: one executor JVM SIGKILLed while 5,000 images are labeled."""
+    res = cluster_jobs["label"]
     assert len(res["killed"]) == 1, "no executor was killed"
     assert res["n_clean"] == res["n_faulty"] == 5000
     assert res["max_diff"] < 1e-5
+    print(f"\nlabeling: {res['failed_tasks']} task(s) failed with the executor and ran again")
 
 
 @NEEDS_FASHION
-def test_executor_loss_during_tuning(cluster_faults):
-    res = cluster_faults["tune"]
+def test_executor_loss_during_tuning(cluster_jobs):
+    """local-cluster[2,2,1024]: one executor JVM SIGKILLed while fitMultiple trains 4 models on both."""
+    res = cluster_jobs["tune"]
     assert len(res["killed"]) == 1, "no executor was killed"
     assert res["models"] == 4
     assert res["max_diff"] < 1e-6  # fixed seeds: the same models as without the kill
-    assert len(res["clean_executors"]) == 2  # the clean run used both executor JVMs
+    assert res["clean_executors"] == ["0", "1"]  # the clean run used both executor JVMs
+    print(f"\ntuning: {res['failed_tasks']} task(s) counted failed with the executor")
 
 
 def test_diverging_configuration_is_scored_not_fatal(spark, tmp_path):

@@ -180,7 +180,7 @@ def test_sql_functions_on_connect(spark, photo_patches):
     check_classifier_sql(spark)
 
 
-def test_200mb_graph_on_connect(spark, tmp_path):
+def test_graph_over_128mib_on_connect(spark, tmp_path):
     from test_big_graph import check_big_graph
 
     assert check_big_graph(spark, tmp_path) is True
