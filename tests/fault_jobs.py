@@ -10,7 +10,6 @@ tests check.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -234,7 +233,8 @@ def _max_prob_diff(a, b):
 def cluster(out):
     """local-cluster[2,2,1024] (two executor JVMs, two cores each): test_cluster's fits, then one executor
     JVM SIGKILLed during a fitMultiple (compared with the clean fit_all) and during labeling."""
-    from pyspark.find_spark_home import _find_spark_home
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import common  # the benchmarks' helpers: the same local-cluster clean-up
 
     jvm = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # short-lived test JVMs: C1 and serial GC save CPU here
     spark = _session("local-cluster[2,2,1024]", **{
@@ -263,13 +263,7 @@ def cluster(out):
         json.dump(result, open(out, "w"))
     finally:
         spark.stop()
-        # local-cluster workers write under $SPARK_HOME/work/<app id>; remove what this run wrote.
-        work = os.path.join(_find_spark_home(), "work")
-        shutil.rmtree(os.path.join(work, app), ignore_errors=True)
-        try:
-            os.rmdir(work)
-        except OSError:
-            pass
+        common.remove_local_cluster_work(app)  # what the local-cluster workers wrote under $SPARK_HOME/work
 
 
 if __name__ == "__main__":

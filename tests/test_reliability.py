@@ -37,7 +37,7 @@ def test_executor_loss_during_labeling(cluster_jobs):
     assert len(res["killed"]) == 1, "no executor was killed"
     assert res["n_clean"] == res["n_faulty"] == 5000
     assert res["max_diff"] < 1e-5
-    print(f"\nlabeling: {res['failed_tasks']} task(s) failed with the executor and ran again")
+    print(f"\nlabeling: {res['failed_tasks']} task(s) counted failed with the executor")
 
 
 @NEEDS_FASHION
