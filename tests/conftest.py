@@ -96,14 +96,14 @@ def small_cnn(input_shape, seed=0, classes=10):
     ])
 
 
-def run_job(mode, tmp_path, env=None, timeout=600):
-    """Run ``tests/fault_jobs.py MODE`` in a child process (a SparkContext of its own); its JSON result."""
+def run_job(mode, tmp_path, env=None, timeout=600, args=()):
+    """Run ``tests/fault_jobs.py MODE OUT [ARGS]`` in a child process (a SparkContext of its own); its JSON result."""
     import json
     import subprocess
 
     out = tmp_path / f"{mode}.json"
     env = {**{k: v for k, v in os.environ.items() if k != "SPARKDL_LITE_FAILPOINTS"}, **(env or {})}
-    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "fault_jobs.py"), mode, str(out)],
+    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "fault_jobs.py"), mode, str(out), *args],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path))
     if proc.returncode != 0 or not out.exists():
         raise AssertionError(f"{mode} failed (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}")
@@ -114,6 +114,15 @@ def run_job(mode, tmp_path, env=None, timeout=600):
 def cluster_jobs(tmp_path_factory):
     """One local-cluster[2,2,1024] run for test_cluster.py and test_reliability.py (fault_jobs.py cluster)."""
     return run_job("cluster", tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture(scope="session")
+def local_jobs(tmp_path_factory):
+    """One local[2,3] child with spark.driver.maxResultSize=1m (fault_jobs.py local-faults) for test_staging.py
+    (TrainValidationSplit on data 4x that limit) and test_reliability.py (a failed first attempt, a worker crash)."""
+    tmp = tmp_path_factory.mktemp("local_jobs")
+    return run_job("local-faults", tmp, env={"SPARKDL_LITE_FAILPOINTS": f"kill_worker={tmp / 'kill-one-worker'}"},
+                   args=(str(tmp / "stage"),))
 
 
 # The Spark Connect half runs in its own pytest process (a Connect server cannot start beside a

@@ -1,6 +1,8 @@
 """Jobs that need a SparkContext of their own, run in a subprocess by the tests (one process holds one).
 
-    python tests/fault_jobs.py local-faults OUT.json    # local[2,3]: a failed first attempt, a worker crash
+    python tests/fault_jobs.py local-faults OUT.json STAGING_DIR   # local[2,3], maxResultSize 1m: test_staging's
+                                                        # TrainValidationSplit on 4x that much data (stream_jobs.tvs),
+                                                        # then a failed first attempt and a worker crash
     python tests/fault_jobs.py cluster OUT.json         # local-cluster[2,2,1024]: test_cluster's fits, then
                                                         # an executor JVM killed mid-tuning and mid-labeling
 
@@ -156,12 +158,16 @@ def train_first_attempt(out, spark=None):
         spark.stop()
 
 
-def local_faults(out):
-    """Both local[2,3] faults in one SparkContext (saves a Spark and TF start-up in the suite)."""
-    spark = _session("local[2,3]")
+def local_faults(out, stage_dir):
+    """test_staging's maxResultSize job, then both local[2,3] faults, in one SparkContext (one Spark and
+    TensorFlow start-up for the suite instead of two). The tvs job runs first, before any fault point is armed."""
+    import stream_jobs
+
+    spark = _session("local[2,3]", **{"spark.driver.maxResultSize": "1m"})
+    stream_jobs.tvs(out + ".tvs", stage_dir, spark=spark)
     train_first_attempt(out + ".train", spark)
     label_worker_crash(out + ".label", spark)
-    json.dump({"train": json.load(open(out + ".train")), "label": json.load(open(out + ".label"))}, open(out, "w"))
+    json.dump({part: json.load(open(f"{out}.{part}")) for part in ("tvs", "train", "label")}, open(out, "w"))
     spark.stop()
 
 
@@ -269,4 +275,4 @@ def cluster(out):
 if __name__ == "__main__":
     mode, out_path = sys.argv[1], sys.argv[2]
     {"label-worker-crash": label_worker_crash, "train-first-attempt": train_first_attempt,
-     "local-faults": local_faults, "cluster": cluster}[mode](out_path)
+     "local-faults": local_faults, "cluster": cluster}[mode](out_path, *sys.argv[3:])

@@ -1,10 +1,10 @@
-"""Streaming jobs run in a subprocess by test_staging.py (each needs its own SparkContext and its own
-spark.driver.maxResultSize).
+"""Streaming jobs that need a session with a small spark.driver.maxResultSize (1m), so one of their own.
 
-    python tests/stream_jobs.py tvs OUT.json STAGING_DIR
-    SPARK_TESTING=1 python tests/stream_jobs.py connect-tvs OUT.json STAGING_DIR
+    SPARK_TESTING=1 python tests/stream_jobs.py connect-tvs OUT.json STAGING_DIR   # tests/connect
+    python tests/stream_jobs.py tvs OUT.json STAGING_DIR                           # by hand
 
-Writes a JSON result the test checks.
+The classic suite runs :func:`tvs` inside fault_jobs.py's local[2,3] child (``local`` mode), whose
+session has the same limit: one child process instead of two. Writes a JSON result the test checks.
 """
 import json
 import os
@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import conftest  # noqa: E402  (sets loopback and interpreter variables)
 
 
-def tvs(out, stage_dir, connect=False):
+def tvs(out, stage_dir, connect=False, spark=None):
     """TrainValidationSplit over data 4x spark.driver.maxResultSize (1m): 'auto' streams it; 'ship' says why it cannot.
 
     ``connect``: through a Spark Connect client of a local server of its own (SPARK_TESTING=1 in the
@@ -28,11 +28,12 @@ def tvs(out, stage_dir, connect=False):
     from sparkdl_lite.runner import staging
 
     os.makedirs(stage_dir, exist_ok=True)
-    if connect:
+    own = spark is None
+    if own and connect:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.remote("local[2]").config("spark.driver.maxResultSize", "1m").getOrCreate()
-    else:
+    elif own:
         spark = conftest.spark_builder("local[2]").config("spark.driver.maxResultSize", "1m").getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
     x_train, x_test, y_train, y_test = load_digits_split(seed=0)
@@ -57,7 +58,9 @@ def tvs(out, stage_dir, connect=False):
                "data_paths": sorted({model.bestModel.trainingInfo["data"]}), "ship_error": ship_error,
                "left_over": sorted(p for p in os.listdir(stage_dir) if p.startswith("sparkdl-lite-staged-"))},
               open(out, "w"))
-    spark.stop()
+    big.unpersist()
+    if own:
+        spark.stop()
 
 
 if __name__ == "__main__":

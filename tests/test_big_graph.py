@@ -1,7 +1,10 @@
-"""A frozen graph over 128 MiB transforms, saves and loads (classic here; tests/connect runs the same on Spark Connect).
+"""A frozen graph over 128 MiB transforms, saves and loads: the check tests/connect runs on Spark Connect.
 
 Over gRPC's 128 MiB message limit: on Connect the engine ships it as a content-named artifact and
-writes it as Parquet byte chunks, never inside one message.
+writes it as Parquet byte chunks, never inside one message. The classic suite does not run it: a
+classic session has no such limit (the graph is a broadcast, the files are written through the same
+chunked ``engine.write_bytes`` test_engine checks at three chunks), and the 136 MB graph took 66-69 s
+of a suite that must stay under 15 minutes.
 """
 import numpy as np
 import pandas as pd
@@ -35,6 +38,3 @@ def check_big_graph(spark, tmp_path):
     np.testing.assert_allclose(again, want, rtol=1e-6)
     return engine.is_connect(spark)
 
-
-def test_graph_over_128mib_classic(spark, tmp_path):
-    assert check_big_graph(spark, tmp_path) is False

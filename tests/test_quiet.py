@@ -73,14 +73,12 @@ def test_verbose_brings_the_logs_back(quiet_tune):
 _IMPORT = "from sparkdl_lite.core.tfimport import import_tensorflow; import_tensorflow(); print('imported')"
 
 
-@pytest.mark.parametrize("verbose", [False, True])
-def test_the_first_tensorflow_import_leaves_out_its_start_up_lines(verbose):
-    proc = subprocess.run([sys.executable, "-c", _IMPORT], env=_env(SPARKDL_LITE_VERBOSE="1" if verbose else "0"),
+def test_the_first_tensorflow_import_leaves_out_its_start_up_lines():
+    """(With SPARKDL_LITE_VERBOSE=1 the lines are there: test_verbose_brings_the_logs_back sees them.)"""
+    proc = subprocess.run([sys.executable, "-c", _IMPORT], env=_env(SPARKDL_LITE_VERBOSE="0"),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "imported", proc.stderr
-    assert any(m in proc.stderr for m in TF_STARTUP) is verbose, proc.stderr
-    if not verbose:
-        assert proc.stderr == ""
+    assert proc.stderr == ""
 
 
 def test_filtered_stderr_writes_back_other_lines(capfd):

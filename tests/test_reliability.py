@@ -2,17 +2,15 @@
 import os
 
 import pytest
-from conftest import run_job
 
 NEEDS_FASHION = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
 
 
 @pytest.fixture(scope="module")
-def local_faults(tmp_path_factory):
+def local_faults(local_jobs):
     """local[2,3] (3 attempts per task): a training task that dies on its first attempt, then a Python
-    worker that exits mid-transform; each run next to a clean run in the same SparkContext."""
-    tmp = tmp_path_factory.mktemp("local_faults")
-    return run_job("local-faults", tmp, env={"SPARKDL_LITE_FAILPOINTS": f"kill_worker={tmp / 'kill-one-worker'}"})
+    worker that exits mid-transform; each run next to a clean run in the same SparkContext (conftest.local_jobs)."""
+    return local_jobs
 
 
 @NEEDS_FASHION

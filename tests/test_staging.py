@@ -1,8 +1,5 @@
 """Training data staged once as Parquet and streamed into each task (issue #23): runner/staging.py, task_data's paths."""
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,8 +10,6 @@ from test_classifier import train_jobs, vector_df
 from sparkdl_lite import HalvingSearch, TFClassifier
 from sparkdl_lite.core.datasets import load_digits_split
 from sparkdl_lite.runner import staging
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
@@ -138,13 +133,10 @@ def test_bad_training_data_param_is_named(spark, digits_frames):
         TFClassifier(trainingData="disk").fit(train)
 
 
-def test_data_larger_than_max_result_size_trains_through_train_validation_split(tmp_path):
-    """In its own SparkContext (spark.driver.maxResultSize=1m): TrainValidationSplit on 4x that much data."""
-    out = tmp_path / "tvs.json"
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "stream_jobs.py"), "tvs", str(out), str(tmp_path / "stage")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(out.read_text())
+def test_data_larger_than_max_result_size_trains_through_train_validation_split(local_jobs):
+    """In a SparkContext of its own (spark.driver.maxResultSize=1m; conftest.local_jobs, stream_jobs.tvs):
+    TrainValidationSplit on 4x that much data."""
+    res = local_jobs["tvs"]
     assert res["data_bytes"] > 3 * res["limit_bytes"]
     assert res["validation_metrics"] and min(res["validation_metrics"]) > 0.8
     assert res["test_accuracy"] > 0.9

@@ -562,14 +562,16 @@ def probe(batches):
         return quietly(task=True)
 
     for name in ("sparkdl_lite", "tensorflow"):
+        if name == "tensorflow" and found["sparkdl_lite"] != DRIVER_VERSION:
+            break  # the driver reports sparkdl_lite first: no TF import (5-15 s) for an error it will not show
         try:
             module = import_tensorflow() if name == "tensorflow" else __import__(name)
             found[name] = str(getattr(module, "__version__", "?"))
         except Exception as exc:
             found[name] = None
             found[name + "_error"] = type(exc).__name__ + ": " + str(exc)
-    if version and found["sparkdl_lite"]:
-        found["sparkdl_lite"] = version
+        if name == "sparkdl_lite" and version and found[name]:
+            found[name] = version
     for batch in batches:
         yield pa.RecordBatch.from_pylist([{k: (None if v is None else str(v)) for k, v in found.items()}
                                           for _ in range(batch.num_rows)])
@@ -577,10 +579,10 @@ def probe(batches):
 _checked: Dict[Tuple[int, str], bool] = {}
 
 
-def _probe_function() -> Callable[..., Any]:
+def _probe_function(version: str) -> Callable[..., Any]:
     """The probe, defined outside any importable module so it is pickled by value: it runs even
-    where the executors cannot import sparkdl_lite."""
-    namespace: Dict[str, Any] = {"__name__": "sparkdl_lite_executor_probe"}
+    where the executors cannot import sparkdl_lite. ``version``: the driver's sparkdl_lite."""
+    namespace: Dict[str, Any] = {"__name__": "sparkdl_lite_executor_probe", "DRIVER_VERSION": version}
     exec(compile(_PROBE_SOURCE, "<sparkdl_lite executor probe>", "exec"), namespace)  # noqa: S102 - our own constant source
     return namespace["probe"]
 
@@ -632,7 +634,7 @@ def check_executors(spark: Any, *, background: bool = False) -> _Check:
         schema = ("python string, executable string, sparkdl_lite string, sparkdl_lite_error string, "
                   "tensorflow string, tensorflow_error string")
         with job_description(spark, "sparkdl_lite: check the executors' Python packages (and import TensorFlow there)"):
-            rows = spark.range(0, slots, 1, slots).mapInArrow(_probe_function(), schema).collect()
+            rows = spark.range(0, slots, 1, slots).mapInArrow(_probe_function(__version__), schema).collect()
         for row in rows:
             _raise_for(row, __version__)
         _checked[key] = True
@@ -646,9 +648,9 @@ def _raise_for(row: Any, version: str) -> None:
         raise RuntimeError(f"sparkdl_lite is not installed in {where}: {row.sparkdl_lite_error}. Install the same "
                            f"version as the driver on every executor (pip install 'sparkdl_lite[cpu]=={version}'), "
                            f"or point spark.pyspark.python / PYSPARK_PYTHON at a Python that has it.")
+    if row.sparkdl_lite != version:  # checked before TensorFlow: the probe does not import TF then
+        raise RuntimeError(f"{where} has sparkdl_lite {row.sparkdl_lite} but this driver has {version}; install "
+                           f"the same version everywhere (models and task code change between versions).")
     if row.tensorflow is None:
         raise RuntimeError(f"TensorFlow is not installed in {where}: {row.tensorflow_error}. Install it on every "
                            f"executor: pip install 'sparkdl_lite[cpu]' (or [gpu]).")
-    if row.sparkdl_lite != version:
-        raise RuntimeError(f"{where} has sparkdl_lite {row.sparkdl_lite} but this driver has {version}; install "
-                           f"the same version everywhere (models and task code change between versions).")

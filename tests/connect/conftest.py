@@ -23,8 +23,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def spark():
+    """The suite's local Connect server, on an ephemeral port: pyspark binds port 0 and its client asks the
+    server for the port when SPARK_TESTING is set (Spark's own tests run side by side so), never the
+    fixed 15002 another suite on this machine may hold."""
     from pyspark.sql import SparkSession
 
+    os.environ["SPARK_TESTING"] = "1"
     s = SparkSession.builder.remote("local[2]").getOrCreate()
     yield s
     s.stop()

@@ -55,6 +55,15 @@ def test_the_session_is_connect(spark):
 
     with pytest.raises(PySparkAttributeError):
         spark.sparkContext  # noqa: B018 - what the library must never need
+    # the local server listens on an ephemeral port (conftest), not the fixed default another suite may hold
+    from pyspark.sql.connect.client.core import DefaultChannelBuilder
+
+    port = DefaultChannelBuilder.default_port()
+    assert port != 15002 and port > 0
+    import socket
+
+    with socket.socket() as probe:  # the server is really there
+        probe.connect(("localhost", port))
 
 
 def test_tf_transformer_and_save_overwrite(spark, tmp_path):
