@@ -3,7 +3,7 @@
     SPARK_TESTING=1 python tests/stream_jobs.py connect-tvs OUT.json STAGING_DIR   # tests/connect
     python tests/stream_jobs.py tvs OUT.json STAGING_DIR                           # by hand
 
-The classic suite runs :func:`tvs` inside fault_jobs.py's local[2,3] child (``local`` mode), whose
+The classic suite runs :func:`tvs` inside fault_jobs.py's local[2,3] child (mode ``local-faults``), whose
 session has the same limit: one child process instead of two. Writes a JSON result the test checks.
 """
 import json

@@ -6,24 +6,19 @@ import pytest
 NEEDS_FASHION = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
 
 
-@pytest.fixture(scope="module")
-def local_faults(local_jobs):
-    """local[2,3] (3 attempts per task): a training task that dies on its first attempt, then a Python
-    worker that exits mid-transform; each run next to a clean run in the same SparkContext (conftest.local_jobs)."""
-    return local_jobs
-
-
 @NEEDS_FASHION
-def test_python_worker_crash_mid_transform_is_retried(local_faults):
-    res = local_faults["label"]
+def test_python_worker_crash_mid_transform_is_retried(local_jobs):
+    """conftest.local_jobs, local[2,3]: a Python worker exits mid-transform; compared with a clean run."""
+    res = local_jobs["label"]
     assert res["marker_consumed"], "no worker crashed: the fault was not injected"
     assert res["n_clean"] == res["n_faulty"] == 600
     assert res["max_diff"] < 1e-5
 
 
 @NEEDS_FASHION
-def test_training_task_failing_its_first_attempt_is_retried(local_faults):
-    res = local_faults["train"]
+def test_training_task_failing_its_first_attempt_is_retried(local_jobs):
+    """conftest.local_jobs, local[2,3] (3 attempts per task): a training task dies on its first attempt."""
+    res = local_jobs["train"]
     assert res["models"] == 2
     assert res["max_diff"] < 1e-6  # the retried model equals the clean run's
 
